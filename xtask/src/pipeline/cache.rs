@@ -19,13 +19,17 @@ fn hash(parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update([0u8]);
     }
-    h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The Trivy cache dir in effect (catalog, TRIVY_CACHE_DIR, or Trivy's default).
 pub fn trivy_cache_dir(cat: &Catalog) -> Utf8PathBuf {
     if !cat.scan.cache_dir.is_empty() {
-        return cat.dir.join(&cat.scan.cache_dir);
+        return cat.scan.cache_dir.clone().into();
     }
     if let Ok(d) = std::env::var("TRIVY_CACHE_DIR") {
         return d.into();
@@ -50,9 +54,18 @@ pub fn scan_key(cat: &Catalog, digest: &str, pkg_types: &[String]) -> String {
 }
 
 pub fn patch_key(cat: &Catalog, platforms: &[PlatformResult]) -> String {
-    let mut parts = vec!["patch".to_string(), cat.tools.copa.clone(), cat.patch.suffix.clone(), scan_settings(cat)];
+    let mut parts = vec![
+        "patch".to_string(),
+        cat.tools.copa.clone(),
+        cat.patch.suffix.clone(),
+        scan_settings(cat),
+    ];
     for p in platforms {
-        parts.push(format!("{}={}", p.platform, p.digest.clone().unwrap_or_default()));
+        parts.push(format!(
+            "{}={}",
+            p.platform,
+            p.digest.clone().unwrap_or_default()
+        ));
     }
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     hash(&refs)
@@ -84,15 +97,28 @@ struct PatchEntry {
 }
 
 fn local_id(ctx: &Ctx, reference: &str) -> Option<String> {
-    let out = ctx.runner.run_unchecked("cache", &registry::local_id(ctx.cat, reference)).ok()?;
+    let out = ctx
+        .runner
+        .run_unchecked("cache", &registry::local_id(ctx.cat, reference))
+        .ok()?;
     out.success().then(|| out.stdout.trim().to_string())
 }
 
 /// A patch is reusable when the entry exists and every patched image is still in the engine
 /// with the same ID (so the rescan and smoke results still describe it).
-pub fn patch_hit(ctx: &Ctx, image: &Image, key: &str, to_patch: &[String], r: &mut ImageResult) -> bool {
-    let Ok(text) = std::fs::read_to_string(entry(ctx, "patch", key)) else { return false };
-    let Ok(e) = serde_json::from_str::<PatchEntry>(&text) else { return false };
+pub fn patch_hit(
+    ctx: &Ctx,
+    image: &Image,
+    key: &str,
+    to_patch: &[String],
+    r: &mut ImageResult,
+) -> bool {
+    let Ok(text) = std::fs::read_to_string(entry(ctx, "patch", key)) else {
+        return false;
+    };
+    let Ok(e) = serde_json::from_str::<PatchEntry>(&text) else {
+        return false;
+    };
     for p in to_patch {
         let reference = crate::plan::patched_local(ctx.cat, image, p);
         let want = e.ids.iter().find(|(q, _)| q == p).map(|(_, id)| id.clone());
@@ -110,7 +136,10 @@ pub fn patch_hit(ctx: &Ctx, image: &Image, key: &str, to_patch: &[String], r: &m
             pr.cached = true;
         }
     }
-    ctx.runner.log.line(&image.name, "patched image unchanged since the last run: Copa, rescan and smoke skipped");
+    ctx.runner.log.line(
+        &image.name,
+        "patched image unchanged since the last run: Copa, rescan and smoke skipped",
+    );
     true
 }
 
@@ -122,7 +151,10 @@ pub fn patch_store(ctx: &Ctx, image: &Image, key: &str, to_patch: &[String], r: 
             None => return,
         }
     }
-    let e = PatchEntry { platforms: r.platforms.clone(), ids };
+    let e = PatchEntry {
+        platforms: r.platforms.clone(),
+        ids,
+    };
     if let Ok(text) = serde_json::to_vec_pretty(&e) {
         let _ = runner::write_atomic(&entry(ctx, "patch", key), &text);
     }
@@ -131,7 +163,10 @@ pub fn patch_store(ctx: &Ctx, image: &Image, key: &str, to_patch: &[String], r: 
 pub fn publish_key(patched: &ImageResult) -> String {
     let mut parts = vec![patched.reference.clone()];
     for p in &patched.platforms {
-        parts.push(format!("{}={:?}={:?}", p.platform, p.digest, p.patched_image));
+        parts.push(format!(
+            "{}={:?}={:?}",
+            p.platform, p.digest, p.patched_image
+        ));
     }
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     hash(&refs)
@@ -139,14 +174,21 @@ pub fn publish_key(patched: &ImageResult) -> String {
 
 /// Published before with the same inputs, and the registry still has the patched tag.
 pub fn published(ctx: &Ctx, image: &Image, key: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(entry(ctx, "published", &image.name)) else { return false };
+    let Ok(text) = std::fs::read_to_string(entry(ctx, "published", &image.name)) else {
+        return false;
+    };
     let mut lines = text.lines();
     if lines.next() != Some(key) {
         return false;
     }
-    let Some(digest) = lines.next() else { return false };
+    let Some(digest) = lines.next() else {
+        return false;
+    };
     let target = image.patched_reference(&ctx.cat.patch.suffix);
-    match ctx.runner.run_unchecked(&image.name, &buildx::inspect(ctx.cat, &target)) {
+    match ctx
+        .runner
+        .run_unchecked(&image.name, &buildx::inspect(ctx.cat, &target))
+    {
         Ok(o) if o.success() => buildx::parse_manifest(&o.stdout).is_ok_and(|m| m.digest == digest),
         _ => false,
     }
@@ -154,8 +196,16 @@ pub fn published(ctx: &Ctx, image: &Image, key: &str) -> bool {
 
 pub fn mark_published(ctx: &Ctx, image: &Image, key: &str) {
     let target = image.patched_reference(&ctx.cat.patch.suffix);
-    let Ok(o) = ctx.runner.run_unchecked(&image.name, &buildx::inspect(ctx.cat, &target)) else { return };
+    let Ok(o) = ctx
+        .runner
+        .run_unchecked(&image.name, &buildx::inspect(ctx.cat, &target))
+    else {
+        return;
+    };
     if let Ok(m) = buildx::parse_manifest(&o.stdout) {
-        let _ = runner::write_atomic(&entry(ctx, "published", &image.name), format!("{key}\n{}\n", m.digest).as_bytes());
+        let _ = runner::write_atomic(
+            &entry(ctx, "published", &image.name),
+            format!("{key}\n{}\n", m.digest).as_bytes(),
+        );
     }
 }

@@ -35,15 +35,20 @@ pub fn run(ctx: &Ctx, images: &[Image], command: Command, jobs: usize) -> Vec<Im
         };
         if let Err(e) = outcome {
             // Stage errors carry their stage; anything else is attributed to the command.
-            let stage = e.downcast_ref::<StageError>().map(|s| s.0).unwrap_or(match command {
-                Command::Build => Stage::Build,
-                Command::Scan { .. } => Stage::Scan,
-                Command::Patch => Stage::Patch,
-                Command::Publish => Stage::Publish,
-            });
+            let stage = e
+                .downcast_ref::<StageError>()
+                .map(|s| s.0)
+                .unwrap_or(match command {
+                    Command::Build => Stage::Build,
+                    Command::Scan { .. } => Stage::Scan,
+                    Command::Patch => Stage::Patch,
+                    Command::Publish => Stage::Publish,
+                });
             let msg = format!("{:#}", e);
             let msg = msg.trim_start_matches(&format!("{stage}: ")).to_string();
-            ctx.runner.log.line(label, &format!("✗ failed at {stage}: {msg}"));
+            ctx.runner
+                .log
+                .line(label, &format!("✗ failed at {stage}: {msg}"));
             r.fail(stage, msg);
         }
         r.seconds = start.elapsed().as_secs_f64();
@@ -71,7 +76,7 @@ impl<T> AtStage<T> for Result<T> {
     }
 }
 
-fn label(image: &Image, platform: &str) -> String {
+fn label_of(image: &Image, platform: &str) -> String {
     if image.platforms.len() > 1 {
         format!("{} {platform}", image.name)
     } else {
@@ -84,8 +89,14 @@ fn label(image: &Image, platform: &str) -> String {
 fn build(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
     let cmd = plan::build(ctx.cat, image, ctx.layout);
     ctx.runner.run(&image.name, &cmd).at(Stage::Build)?;
-    let digest = std::fs::read_to_string(ctx.layout.metadata(&image.name)).ok().and_then(|t| buildx::metadata_digest(&t));
-    r.action = if ctx.cat.mode == Mode::Registry { Action::Pushed } else { Action::Built };
+    let digest = std::fs::read_to_string(ctx.layout.metadata(&image.name))
+        .ok()
+        .and_then(|t| buildx::metadata_digest(&t));
+    r.action = if ctx.cat.mode == Mode::Registry {
+        Action::Pushed
+    } else {
+        Action::Built
+    };
     for p in &mut r.platforms {
         p.digest = digest.clone();
     }
@@ -100,46 +111,80 @@ fn platform_digests(ctx: &Ctx, image: &Image) -> Result<Vec<(String, String)>> {
         Mode::Registry => buildx::inspect(ctx.cat, &image.reference),
         Mode::Local => crate::tools::registry::local_id(ctx.cat, &image.reference),
     };
-    let out = ctx.runner.run(&image.name, &cmd).with_context(|| format!("{} is not there: build it first", image.reference))?;
+    let out = ctx
+        .runner
+        .run(&image.name, &cmd)
+        .with_context(|| format!("{} is not there: build it first", image.reference))?;
     match ctx.cat.mode {
         Mode::Registry => {
             let m = buildx::parse_manifest(&out.stdout)?;
             if m.platforms.is_empty() {
-                Ok(image.platforms.iter().map(|p| (p.clone(), m.digest.clone())).collect())
+                Ok(image
+                    .platforms
+                    .iter()
+                    .map(|p| (p.clone(), m.digest.clone()))
+                    .collect())
             } else {
-                Ok(m.platforms.into_iter().map(|(p, d)| (p.trim_end_matches("/v8").to_string(), d)).collect())
+                Ok(m.platforms
+                    .into_iter()
+                    .map(|(p, d)| (p.trim_end_matches("/v8").to_string(), d))
+                    .collect())
             }
         }
         Mode::Local => {
             let id = out.stdout.trim().to_string();
-            Ok(image.platforms.iter().map(|p| (p.clone(), format!("{id}#{p}"))).collect())
+            Ok(image
+                .platforms
+                .iter()
+                .map(|p| (p.clone(), format!("{id}#{p}")))
+                .collect())
         }
     }
 }
 
 /// Scan every platform of the original; fills `before` (and `gate`) per platform.
-fn scan_all(ctx: &Ctx, image: &Image, gate: bool, r: &mut ImageResult) -> Result<Vec<(String, String)>> {
+fn scan_all(
+    ctx: &Ctx,
+    image: &Image,
+    gate: bool,
+    r: &mut ImageResult,
+) -> Result<Vec<(String, String)>> {
     let digests = platform_digests(ctx, image).at(Stage::Scan)?;
     for p in &image.platforms {
-        let l = label(image, p);
+        let l = label_of(image, p);
         let digest = digests.iter().find(|(q, _)| q == p).map(|(_, d)| d.clone());
         let Some(digest) = digest else {
-            return Err(anyhow::anyhow!("{} has no {p} image (it has: {})", image.reference,
-                digests.iter().map(|(q, _)| q.as_str()).collect::<Vec<_>>().join(", "))).at(Stage::Scan);
+            return Err(anyhow::anyhow!(
+                "{} has no {p} image (it has: {})",
+                image.reference,
+                digests
+                    .iter()
+                    .map(|(q, _)| q.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .at(Stage::Scan);
         };
         let report_path = ctx.layout.report(&image.name, p);
         let key = cache::scan_key(ctx.cat, &digest, &plan::pkg_types(ctx.cat, gate));
         let cached = ctx.use_cache && cache::restore(ctx, "scan", &key, &report_path);
         if !cached {
-            ctx.runner.run(&l, &plan::scan(ctx.cat, image, p, gate, ctx.layout)).at(Stage::Scan)?;
+            ctx.runner
+                .run(&l, &plan::scan(ctx.cat, image, p, gate, ctx.layout))
+                .at(Stage::Scan)?;
         }
         let report = trivy::read_report(&report_path).at(Stage::Scan)?;
         if !cached {
             cache::store(ctx, "scan", &key, &report_path);
-            ctx.runner.run(&l, &plan::sarif(ctx.cat, image, p, ctx.layout)).at(Stage::Scan)?;
+            ctx.runner
+                .run(&l, &plan::sarif(ctx.cat, image, p, ctx.layout))
+                .at(Stage::Scan)?;
         }
         let before = report.fixable_os();
-        ctx.runner.log.line(&l, &format!("fixable OS vulnerabilities: {}", before.summary()));
+        ctx.runner.log.line(
+            &l,
+            &format!("fixable OS vulnerabilities: {}", before.summary()),
+        );
         let pr = r.platform_mut(p);
         pr.digest = Some(digest);
         pr.cached = cached;
@@ -147,7 +192,8 @@ fn scan_all(ctx: &Ctx, image: &Image, gate: bool, r: &mut ImageResult) -> Result
         let sarif = ctx.layout.sarif(&image.name, p);
         pr.sarif = sarif.exists().then_some(sarif);
         if gate {
-            pr.gate = Some(report.gate(&ctx.cat.scan.gate.severities, &ctx.cat.scan.gate.pkg_types));
+            pr.gate =
+                Some(report.gate(&ctx.cat.scan.gate.severities, &ctx.cat.scan.gate.pkg_types));
         }
         pr.before = Some(before);
     }
@@ -161,7 +207,12 @@ fn scan(ctx: &Ctx, image: &Image, gate: bool, r: &mut ImageResult) -> Result<()>
         let found: Vec<String> = r
             .platforms
             .iter()
-            .filter_map(|p| p.gate.as_ref().filter(|g| g.total > 0).map(|g| format!("{}: {}", p.platform, g.summary())))
+            .filter_map(|p| {
+                p.gate
+                    .as_ref()
+                    .filter(|g| g.total > 0)
+                    .map(|g| format!("{}: {}", p.platform, g.summary()))
+            })
             .collect();
         if !found.is_empty() {
             r.fail(
@@ -187,11 +238,16 @@ fn patch(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
     let mut saved = r.clone();
     if let Err(e) = &result {
         saved.action = Action::Failed;
-        saved.failure = Some(crate::report::Failure { stage: Stage::Patch, message: format!("{e:#}") });
+        saved.failure = Some(crate::report::Failure {
+            stage: Stage::Patch,
+            message: format!("{e:#}"),
+        });
     }
     let _ = runner::write_atomic(
         &ctx.layout.state(&image.name),
-        serde_json::to_string_pretty(&saved).unwrap_or_default().as_bytes(),
+        serde_json::to_string_pretty(&saved)
+            .unwrap_or_default()
+            .as_bytes(),
     );
     result
 }
@@ -206,7 +262,10 @@ fn patch_inner(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         .collect();
     if to_patch.is_empty() {
         r.action = Action::NothingToPatch;
-        ctx.runner.log.line(&image.name, "no fixable OS vulnerabilities: Copa not needed");
+        ctx.runner.log.line(
+            &image.name,
+            "no fixable OS vulnerabilities: Copa not needed",
+        );
         return Ok(());
     }
 
@@ -218,11 +277,16 @@ fn patch_inner(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
             return Ok(());
         }
         for p in &to_patch {
+            label(ctx, image, p, r)?;
+        }
+        for p in &to_patch {
             rescan_and_gate(ctx, image, p, r)?;
         }
         for p in &to_patch {
-            let l = label(image, p);
-            ctx.runner.run(&l, &plan::smoke(ctx.cat, image, p)).at(Stage::Smoke)?;
+            let l = label_of(image, p);
+            ctx.runner
+                .run(&l, &plan::smoke(ctx.cat, image, p))
+                .at(Stage::Smoke)?;
         }
         cache::patch_store(ctx, image, &key, &to_patch, r);
     }
@@ -237,15 +301,23 @@ fn copa_patch(ctx: &Ctx, image: &Image, to_patch: &[String], r: &mut ImageResult
         // Copa discovers platforms from the reports in the directory: exactly those to patch.
         let dir = ctx.layout.copa_reports(&image.name);
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {dir}")).at(Stage::Patch)?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {dir}"))
+            .at(Stage::Patch)?;
         for p in to_patch {
-            std::fs::copy(ctx.layout.report(&image.name, p), dir.join(format!("{}.json", plan::slug(p))))
-                .with_context(|| format!("cannot stage the {p} report for Copa"))
-                .at(Stage::Patch)?;
+            std::fs::copy(
+                ctx.layout.report(&image.name, p),
+                dir.join(format!("{}.json", plan::slug(p))),
+            )
+            .with_context(|| format!("cannot stage the {p} report for Copa"))
+            .at(Stage::Patch)?;
         }
     }
     let cmd = plan::patch(ctx.cat, image, ctx.layout);
-    let out = ctx.runner.run_unchecked(&image.name, &cmd).at(Stage::Patch)?;
+    let out = ctx
+        .runner
+        .run_unchecked(&image.name, &cmd)
+        .at(Stage::Patch)?;
     if !out.success() {
         let all = out.all();
         return Err(anyhow::anyhow!(
@@ -257,11 +329,17 @@ fn copa_patch(ctx: &Ctx, image: &Image, to_patch: &[String], r: &mut ImageResult
         .at(Stage::Patch);
     }
     if copa::outcome(&out.all()) == copa::Outcome::UpToDate {
-        ctx.runner.log.line(&image.name, "Copa: already up-to-date, no image made");
+        ctx.runner
+            .log
+            .line(&image.name, "Copa: already up-to-date, no image made");
         r.action = Action::UpToDate;
         return Ok(());
     }
-    let vex_src = if image.platforms.len() > 1 { ctx.layout.multi_vex(&image.name) } else { ctx.layout.vex(&image.name, &to_patch[0]) };
+    let vex_src = if image.platforms.len() > 1 {
+        ctx.layout.multi_vex(&image.name)
+    } else {
+        ctx.layout.vex(&image.name, &to_patch[0])
+    };
     for p in to_patch {
         let pr = r.platform_mut(p);
         pr.patched_image = Some(plan::patched_local(ctx.cat, image, p));
@@ -270,11 +348,36 @@ fn copa_patch(ctx: &Ctx, image: &Image, to_patch: &[String], r: &mut ImageResult
     Ok(())
 }
 
+/// Labels naming the original (digest, reference), the Copa version and the report's digest.
+fn label(ctx: &Ctx, image: &Image, p: &str, r: &mut ImageResult) -> Result<()> {
+    let dockerfile = ctx.layout.label_dockerfile();
+    runner::write_atomic(&dockerfile, buildx::LABEL_DOCKERFILE.as_bytes()).at(Stage::Patch)?;
+    let pr = r.platform_mut(p);
+    let digest = pr.digest.clone().unwrap_or_default();
+    let digest = digest.split('#').next().unwrap_or_default().to_string();
+    let report = crate::doctor::sha256_file(&ctx.layout.report(&image.name, p)).at(Stage::Patch)?;
+    let labels = plan::patched_labels(ctx.cat, image, &digest, &format!("sha256:{report}"));
+    ctx.runner
+        .run(
+            &label_of(image, p),
+            &plan::relabel(ctx.cat, image, p, &labels, ctx.layout),
+        )
+        .at(Stage::Patch)?;
+    Ok(())
+}
+
 /// The gate: fewer fixable OS vulnerabilities than before, and none that was not there before.
 pub fn gate(before: &trivy::Counts, after: &trivy::Counts) -> Result<(), String> {
-    let new: Vec<&str> = after.ids.difference(&before.ids).map(String::as_str).collect();
+    let new: Vec<&str> = after
+        .ids
+        .difference(&before.ids)
+        .map(String::as_str)
+        .collect();
     if !new.is_empty() {
-        return Err(format!("the patched image has vulnerabilities the original had not: {}", new.join(", ")));
+        return Err(format!(
+            "the patched image has vulnerabilities the original had not: {}",
+            new.join(", ")
+        ));
     }
     if after.total >= before.total {
         return Err(format!(
@@ -288,16 +391,27 @@ pub fn gate(before: &trivy::Counts, after: &trivy::Counts) -> Result<(), String>
 }
 
 fn rescan_and_gate(ctx: &Ctx, image: &Image, p: &str, r: &mut ImageResult) -> Result<()> {
-    let l = label(image, p);
-    ctx.runner.run(&l, &plan::rescan(ctx.cat, image, p, ctx.layout)).at(Stage::Rescan)?;
+    let l = label_of(image, p);
+    ctx.runner
+        .run(&l, &plan::rescan(ctx.cat, image, p, ctx.layout))
+        .at(Stage::Rescan)?;
     let path = ctx.layout.rescan(&image.name, p);
     let after = trivy::read_report(&path).at(Stage::Rescan)?.fixable_os();
     let pr = r.platform_mut(p);
     pr.rescan_report = Some(path);
     let before = pr.before.clone().unwrap_or_default();
-    ctx.runner.log.line(&l, &format!("fixable OS vulnerabilities: {} → {}", before.summary(), after.summary()));
+    ctx.runner.log.line(
+        &l,
+        &format!(
+            "fixable OS vulnerabilities: {} → {}",
+            before.summary(),
+            after.summary()
+        ),
+    );
     pr.after = Some(after.clone());
-    gate(&before, &after).map_err(|m| anyhow::anyhow!("{m}")).at(Stage::Gate)
+    gate(&before, &after)
+        .map_err(|m| anyhow::anyhow!("{m}"))
+        .at(Stage::Gate)
 }
 
 // ---- publish -------------------------------------------------------------------------------
@@ -305,32 +419,55 @@ fn rescan_and_gate(ctx: &Ctx, image: &Image, p: &str, r: &mut ImageResult) -> Re
 fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
     let cat = ctx.cat;
     if cat.mode == Mode::Local {
-        ctx.runner.run(&image.name, &crate::tools::registry::push(cat, &image.reference)).at(Stage::Publish)?;
+        ctx.runner
+            .run(
+                &image.name,
+                &crate::tools::registry::push(cat, &image.reference),
+            )
+            .at(Stage::Publish)?;
     }
     let state = ctx.layout.state(&image.name);
-    let patched: Option<ImageResult> =
-        std::fs::read_to_string(&state).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let patched: Option<ImageResult> = std::fs::read_to_string(&state)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let Some(patched) = patched else {
-        ctx.runner.log.line(&image.name, "no patch result (run `cargo xtask patch` first): originals only");
+        ctx.runner.log.line(
+            &image.name,
+            "no patch result (run `cargo xtask patch` first): originals only",
+        );
         r.action = Action::Published;
         return Ok(());
     };
     r.platforms = patched.platforms.clone();
     if let Some(f) = &patched.failure {
         // Nothing is pushed for an image whose patch or gate failed.
-        r.fail(f.stage, format!("not publishing a patched image: {}", f.message));
+        r.fail(
+            f.stage,
+            format!("not publishing a patched image: {}", f.message),
+        );
         return Ok(());
     }
     if patched.action != Action::Patched || patched.reference != image.reference {
         r.action = Action::Published;
         return Ok(());
     }
-    let done: Vec<String> =
-        patched.platforms.iter().filter(|p| p.patched_image.is_some()).map(|p| p.platform.clone()).collect();
-    let digests = if image.platforms.len() > 1 { platform_digests_registry(ctx, image).at(Stage::Publish)? } else { Vec::new() };
+    let done: Vec<String> = patched
+        .platforms
+        .iter()
+        .filter(|p| p.patched_image.is_some())
+        .map(|p| p.platform.clone())
+        .collect();
+    let digests = if image.platforms.len() > 1 {
+        platform_digests_registry(ctx, image).at(Stage::Publish)?
+    } else {
+        Vec::new()
+    };
     let key = cache::publish_key(&patched);
     if ctx.use_cache && cache::published(ctx, image, &key) {
-        ctx.runner.log.line(&image.name, "patched image already published with these contents: no push");
+        ctx.runner.log.line(
+            &image.name,
+            "patched image already published with these contents: no push",
+        );
     } else {
         for cmd in plan::publish_patched(cat, image, &done, &digests) {
             ctx.runner.run(&image.name, &cmd).at(Stage::Publish)?;
@@ -343,9 +480,14 @@ fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
 }
 
 fn platform_digests_registry(ctx: &Ctx, image: &Image) -> Result<Vec<(String, String)>> {
-    let out = ctx.runner.run(&image.name, &buildx::inspect(ctx.cat, &image.reference))?;
+    let out = ctx
+        .runner
+        .run(&image.name, &buildx::inspect(ctx.cat, &image.reference))?;
     let m = buildx::parse_manifest(&out.stdout)?;
-    Ok(m.platforms.into_iter().map(|(p, d)| (p.trim_end_matches("/v8").to_string(), d)).collect())
+    Ok(m.platforms
+        .into_iter()
+        .map(|(p, d)| (p.trim_end_matches("/v8").to_string(), d))
+        .collect())
 }
 
 #[cfg(test)]
@@ -354,7 +496,11 @@ mod tests {
     use crate::tools::trivy::Counts;
 
     fn counts(ids: &[&str]) -> Counts {
-        Counts { total: ids.len() as u32, ids: ids.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+        Counts {
+            total: ids.len() as u32,
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]

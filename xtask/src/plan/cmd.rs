@@ -79,7 +79,9 @@ impl Cmd {
     /// `args` as a list of `&str` (handy in tests).
     #[cfg(test)]
     pub fn argv(&self) -> Vec<&str> {
-        std::iter::once(self.program.as_str()).chain(self.args.iter().map(String::as_str)).collect()
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect()
     }
 }
 
@@ -106,7 +108,8 @@ impl fmt::Display for Cmd {
 
 pub fn quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b));
     if plain {
         s.to_string()
     } else {
@@ -124,8 +127,14 @@ mod tests {
             .args(["build", "--label", "a=b c", "x;y", "it's"])
             .opt("--builder", "")
             .env("K", "v");
-        assert_eq!(c.to_string(), r#"K=v docker build --label 'a=b c' 'x;y' 'it'\''s'"#);
-        assert_eq!(c.argv(), ["docker", "build", "--label", "a=b c", "x;y", "it's"]);
+        assert_eq!(
+            c.to_string(),
+            r#"K=v docker build --label 'a=b c' 'x;y' 'it'\''s'"#
+        );
+        assert_eq!(
+            c.argv(),
+            ["docker", "build", "--label", "a=b c", "x;y", "it's"]
+        );
     }
 
     #[test]

@@ -45,6 +45,10 @@ impl Layout {
     pub fn multi_vex(&self, image: &str) -> Utf8PathBuf {
         self.out.join("reports").join(image).join("vex.json")
     }
+    /// The label step's Dockerfile (its folder is the empty build context).
+    pub fn label_dockerfile(&self) -> Utf8PathBuf {
+        self.out.join("label").join("Dockerfile")
+    }
     pub fn metadata(&self, image: &str) -> Utf8PathBuf {
         self.out.join("build").join(format!("{image}.json"))
     }
@@ -99,18 +103,32 @@ pub fn scan(cat: &Catalog, image: &Image, platform: &str, gate: bool, l: &Layout
     let out = l.report(&image.name, platform);
     trivy::scan(
         cat,
-        &trivy::ScanSpec { target: &image.reference, source, platform: Some(platform), pkg_types: &types, output: &out },
+        &trivy::ScanSpec {
+            target: &image.reference,
+            source,
+            platform: Some(platform),
+            pkg_types: &types,
+            output: &out,
+        },
     )
 }
 
 pub fn sarif(cat: &Catalog, image: &Image, platform: &str, l: &Layout) -> Cmd {
-    trivy::to_sarif(cat, &l.report(&image.name, platform), &l.sarif(&image.name, platform))
+    trivy::to_sarif(
+        cat,
+        &l.report(&image.name, platform),
+        &l.sarif(&image.name, platform),
+    )
 }
 
 /// The local reference Copa gives the patched image of one platform.
 pub fn patched_local(cat: &Catalog, image: &Image, platform: &str) -> String {
     let tag = image.patched_tag(&cat.patch.suffix);
-    let tag = if image.platforms.len() > 1 { copa::platform_tag(&tag, platform) } else { tag };
+    let tag = if image.platforms.len() > 1 {
+        copa::platform_tag(&tag, platform)
+    } else {
+        tag
+    };
     format!("{}:{tag}", image.repo_ref())
 }
 
@@ -120,11 +138,64 @@ pub fn patch(cat: &Catalog, image: &Image, l: &Layout) -> Cmd {
     let tag = image.patched_tag(&cat.patch.suffix);
     if let [p] = image.platforms.as_slice() {
         let (report, vex) = (l.report(&image.name, p), l.vex(&image.name, p));
-        copa::patch(cat, &copa::PatchSpec { image: &image.reference, report: &report, tag: &tag, vex: &vex })
+        copa::patch(
+            cat,
+            &copa::PatchSpec {
+                image: &image.reference,
+                report: &report,
+                tag: &tag,
+                vex: &vex,
+            },
+        )
     } else {
         let (dir, vex) = (l.copa_reports(&image.name), l.multi_vex(&image.name));
-        copa::patch(cat, &copa::PatchSpec { image: &image.reference, report: &dir, tag: &tag, vex: &vex })
+        copa::patch(
+            cat,
+            &copa::PatchSpec {
+                image: &image.reference,
+                report: &dir,
+                tag: &tag,
+                vex: &vex,
+            },
+        )
     }
+}
+
+/// Labels of a patched image: where it came from, what patched it, from which report.
+pub fn patched_labels(
+    cat: &Catalog,
+    image: &Image,
+    original_digest: &str,
+    report_sha256: &str,
+) -> Vec<(String, String)> {
+    vec![
+        (
+            "org.opencontainers.image.base.name".into(),
+            image.reference.clone(),
+        ),
+        (
+            "org.opencontainers.image.base.digest".into(),
+            original_digest.into(),
+        ),
+        ("dev.copacetic.version".into(), cat.tools.copa.clone()),
+        ("dev.xtask.trivy-report.sha256".into(), report_sha256.into()),
+    ]
+}
+
+pub fn relabel(
+    cat: &Catalog,
+    image: &Image,
+    platform: &str,
+    labels: &[(String, String)],
+    l: &Layout,
+) -> Cmd {
+    buildx::relabel(
+        cat,
+        &patched_local(cat, image, platform),
+        platform,
+        labels,
+        &l.label_dockerfile(),
+    )
 }
 
 /// Scan of a patched image (always in the local engine, where Copa loaded it).
@@ -144,7 +215,12 @@ pub fn rescan(cat: &Catalog, image: &Image, platform: &str, l: &Layout) -> Cmd {
 }
 
 pub fn smoke(cat: &Catalog, image: &Image, platform: &str) -> Cmd {
-    registry::smoke(cat, &patched_local(cat, image, platform), platform, &image.smoke)
+    registry::smoke(
+        cat,
+        &patched_local(cat, image, platform),
+        platform,
+        &image.smoke,
+    )
 }
 
 /// The sources of the patched multi-arch index: the patched per-platform images, and the
@@ -162,7 +238,11 @@ pub fn index_sources(
             if patched.contains(p) {
                 patched_local(cat, image, p)
             } else {
-                let d = original_digests.iter().find(|(q, _)| q == p).map(|(_, d)| d.as_str()).unwrap_or("<digest>");
+                let d = original_digests
+                    .iter()
+                    .find(|(q, _)| q == p)
+                    .map(|(_, d)| d.as_str())
+                    .unwrap_or("<digest>");
                 format!("{}@{d}", image.repo_ref())
             }
         })
@@ -170,14 +250,26 @@ pub fn index_sources(
 }
 
 /// What `publish` pushes for the patched image (never the original tag).
-pub fn publish_patched(cat: &Catalog, image: &Image, patched: &[String], digests: &[(String, String)]) -> Vec<Cmd> {
+pub fn publish_patched(
+    cat: &Catalog,
+    image: &Image,
+    patched: &[String],
+    digests: &[(String, String)],
+) -> Vec<Cmd> {
     let target = image.patched_reference(&cat.patch.suffix);
     debug_assert_ne!(target, image.reference);
     if image.platforms.len() == 1 {
         return vec![registry::push(cat, &target)];
     }
-    let mut cmds: Vec<Cmd> = patched.iter().map(|p| registry::push(cat, &patched_local(cat, image, p))).collect();
-    cmds.push(buildx::create_index(cat, &target, &index_sources(cat, image, patched, digests)));
+    let mut cmds: Vec<Cmd> = patched
+        .iter()
+        .map(|p| registry::push(cat, &patched_local(cat, image, p)))
+        .collect();
+    cmds.push(buildx::create_index(
+        cat,
+        &target,
+        &index_sources(cat, image, patched, digests),
+    ));
     cmds
 }
 
@@ -207,20 +299,48 @@ pub fn image_plan(cat: &Catalog, image: &Image, command: Command, l: &Layout) ->
                 steps.push(step(Stage::Scan, "", scan(cat, image, p, false, l)));
                 steps.push(step(Stage::Scan, "", sarif(cat, image, p, l)));
             }
-            steps.push(step(Stage::Patch, "if any platform has fixable OS vulnerabilities", patch(cat, image, l)));
+            steps.push(step(
+                Stage::Patch,
+                "if any platform has fixable OS vulnerabilities",
+                patch(cat, image, l),
+            ));
             for p in &image.platforms {
-                steps.push(step(Stage::Rescan, "for each patched platform", rescan(cat, image, p, l)));
+                let labels = patched_labels(cat, image, "<original digest>", "<report sha256>");
+                steps.push(step(
+                    Stage::Patch,
+                    "for each patched platform",
+                    relabel(cat, image, p, &labels, l),
+                ));
             }
             for p in &image.platforms {
-                steps.push(step(Stage::Smoke, "for each patched platform that passed the gate", smoke(cat, image, p)));
+                steps.push(step(
+                    Stage::Rescan,
+                    "for each patched platform",
+                    rescan(cat, image, p, l),
+                ));
+            }
+            for p in &image.platforms {
+                steps.push(step(
+                    Stage::Smoke,
+                    "for each patched platform that passed the gate",
+                    smoke(cat, image, p),
+                ));
             }
         }
         Command::Publish => {
             if cat.mode == Mode::Local {
-                steps.push(step(Stage::Publish, "", registry::push(cat, &image.reference)));
+                steps.push(step(
+                    Stage::Publish,
+                    "",
+                    registry::push(cat, &image.reference),
+                ));
             }
             if image.platforms.len() > 1 {
-                steps.push(step(Stage::Publish, "", buildx::inspect(cat, &image.reference)));
+                steps.push(step(
+                    Stage::Publish,
+                    "",
+                    buildx::inspect(cat, &image.reference),
+                ));
             }
             for c in publish_patched(cat, image, &image.platforms, &[]) {
                 steps.push(step(Stage::Publish, "if the patch passed its gate", c));
@@ -234,7 +354,12 @@ pub fn image_plan(cat: &Catalog, image: &Image, command: Command, l: &Layout) ->
 pub fn render(cat: &Catalog, images: &[Image], command: Command, l: &Layout) -> String {
     let mut out = String::new();
     for image in images {
-        out += &format!("# {} ({}; {})\n", image.name, image.reference, image.platforms.join(", "));
+        out += &format!(
+            "# {} ({}; {})\n",
+            image.name,
+            image.reference,
+            image.platforms.join(", ")
+        );
         let mut last = "";
         for s in image_plan(cat, image, command, l) {
             if !s.when.is_empty() && s.when != last {

@@ -23,7 +23,10 @@ pub enum Stage {
 
 impl std::fmt::Display for Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         f.write_str(&s)
     }
 }
@@ -105,7 +108,10 @@ impl ImageResult {
             platforms: image
                 .platforms
                 .iter()
-                .map(|p| PlatformResult { platform: p.clone(), ..Default::default() })
+                .map(|p| PlatformResult {
+                    platform: p.clone(),
+                    ..Default::default()
+                })
                 .collect(),
             seconds: 0.0,
         }
@@ -113,7 +119,10 @@ impl ImageResult {
 
     pub fn fail(&mut self, stage: Stage, message: impl Into<String>) {
         self.action = Action::Failed;
-        self.failure = Some(Failure { stage, message: message.into() });
+        self.failure = Some(Failure {
+            stage,
+            message: message.into(),
+        });
     }
 
     pub fn failed(&self) -> bool {
@@ -121,14 +130,21 @@ impl ImageResult {
     }
 
     pub fn platform_mut(&mut self, p: &str) -> &mut PlatformResult {
-        let i = self.platforms.iter().position(|x| x.platform == p).expect("platform of this image");
+        let i = self
+            .platforms
+            .iter()
+            .position(|x| x.platform == p)
+            .expect("platform of this image");
         &mut self.platforms[i]
     }
 
     fn action_text(&self) -> String {
         match (&self.action, &self.failure) {
             (_, Some(f)) => format!("failed at {}", f.stage),
-            (a, None) => serde_json::to_value(a).ok().and_then(|v| v.as_str().map(|s| s.replace('-', " "))).unwrap_or_default(),
+            (a, None) => serde_json::to_value(a)
+                .ok()
+                .and_then(|v| v.as_str().map(|s| s.replace('-', " ")))
+                .unwrap_or_default(),
         }
     }
 }
@@ -156,19 +172,42 @@ fn rows(run: &RunReport) -> Vec<[String; 6]> {
             let first = i == 0;
             let cached = if p.cached { " (cached)" } else { "" };
             rows.push([
-                if first { r.image.clone() } else { String::new() },
+                if first {
+                    r.image.clone()
+                } else {
+                    String::new()
+                },
                 p.platform.clone(),
                 format!("{} → {}", counts_cell(&p.before), counts_cell(&p.after)),
-                if first { format!("{}{cached}", r.action_text()) } else { cached.trim().to_string() },
-                if first { r.patched_reference.clone().unwrap_or_else(|| "-".into()) } else { String::new() },
-                if first { format!("{:.1}s", r.seconds) } else { String::new() },
+                if first {
+                    format!("{}{cached}", r.action_text())
+                } else {
+                    cached.trim().to_string()
+                },
+                if first {
+                    r.patched_reference.clone().unwrap_or_else(|| "-".into())
+                } else {
+                    String::new()
+                },
+                if first {
+                    format!("{:.1}s", r.seconds)
+                } else {
+                    String::new()
+                },
             ]);
         }
     }
     rows
 }
 
-const HEAD: [&str; 6] = ["image", "platform", "fixable before → after", "action", "patched reference", "time"];
+const HEAD: [&str; 6] = [
+    "image",
+    "platform",
+    "fixable before → after",
+    "action",
+    "patched reference",
+    "time",
+];
 
 /// A plain table for the terminal, then one line per failure.
 pub fn terminal(run: &RunReport) -> String {
@@ -193,9 +232,21 @@ pub fn terminal(run: &RunReport) -> String {
     }
     let failed: Vec<&ImageResult> = run.images.iter().filter(|r| r.failed()).collect();
     if failed.is_empty() {
-        let _ = writeln!(out, "{}: {} image(s) fine in {:.1}s", run.command, run.images.len(), run.seconds);
+        let _ = writeln!(
+            out,
+            "{}: {} image(s) fine in {:.1}s",
+            run.command,
+            run.images.len(),
+            run.seconds
+        );
     } else {
-        let _ = writeln!(out, "{}: {} of {} image(s) failed:", run.command, failed.len(), run.images.len());
+        let _ = writeln!(
+            out,
+            "{}: {} of {} image(s) failed:",
+            run.command,
+            failed.len(),
+            run.images.len()
+        );
         for r in failed {
             let f = r.failure.as_ref().expect("failed");
             let _ = writeln!(out, "  {} failed at {}: {}", r.image, f.stage, f.message);
@@ -212,7 +263,11 @@ pub fn markdown(run: &RunReport) -> String {
     let mut md = format!(
         "### cargo xtask {}: {}\n\n",
         run.command,
-        if failed == 0 { "all images fine".to_string() } else { format!("{failed} image(s) failed") }
+        if failed == 0 {
+            "all images fine".to_string()
+        } else {
+            format!("{failed} image(s) failed")
+        }
     );
     md += &format!("| {} |\n|{}\n", HEAD.join(" | "), "---|".repeat(HEAD.len()));
     for r in rows(run) {
@@ -234,7 +289,8 @@ pub fn markdown(run: &RunReport) -> String {
             for (what, c) in [("before", &p.before), ("after", &p.after)] {
                 if let Some(c) = c.as_ref().filter(|c| c.total > 0) {
                     let ids: Vec<&str> = c.ids.iter().map(String::as_str).collect();
-                    details += &format!("- {} {} {what}: {}\n", r.image, p.platform, ids.join(", "));
+                    details +=
+                        &format!("- {} {} {what}: {}\n", r.image, p.platform, ids.join(", "));
                 }
             }
         }
@@ -268,14 +324,21 @@ pub fn annotations(run: &RunReport) -> Vec<String> {
     )];
     for r in failed.iter().take(9) {
         let f = r.failure.as_ref().expect("failed");
-        out.push(format!("::error title={} failed at {}::{}", r.image, f.stage, escape(&f.message)));
+        out.push(format!(
+            "::error title={} failed at {}::{}",
+            r.image,
+            f.stage,
+            escape(&f.message)
+        ));
     }
     out
 }
 
 /// Workflow-command escaping of a message.
 pub fn escape(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 #[cfg(test)]

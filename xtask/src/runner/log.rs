@@ -16,12 +16,22 @@ pub struct Log {
 impl Log {
     pub fn new(github: bool, secrets: Vec<String>) -> Log {
         let secrets = secrets.into_iter().filter(|s| s.len() >= 4).collect();
-        Log { github, quiet: false, secrets, held: Mutex::new(BTreeMap::new()) }
+        Log {
+            github,
+            quiet: false,
+            secrets,
+            held: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// No tool output at all (benchmarks, tests of the runner).
     pub fn quiet() -> Log {
-        Log { github: false, quiet: true, secrets: Vec::new(), held: Mutex::new(BTreeMap::new()) }
+        Log {
+            github: false,
+            quiet: true,
+            secrets: Vec::new(),
+            held: Mutex::new(BTreeMap::new()),
+        }
     }
 
     pub fn github(&self) -> bool {
@@ -46,7 +56,12 @@ impl Log {
         let text = self.mask(text);
         if self.github {
             let key = label.split_whitespace().next().unwrap_or(label).to_string();
-            self.held.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().push(format!("[{label}] {text}"));
+            self.held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key)
+                .or_default()
+                .push(format!("[{label}] {text}"));
         } else {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "[{label}] {text}");
@@ -74,7 +89,12 @@ impl Log {
         if !self.github || self.quiet {
             return;
         }
-        let lines = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(image).unwrap_or_default();
+        let lines = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(image)
+            .unwrap_or_default();
         let mut out = std::io::stderr().lock();
         let _ = writeln!(out, "::group::{image}");
         for l in lines {
@@ -91,7 +111,10 @@ mod tests {
     #[test]
     fn masks_secrets_everywhere_in_a_line() {
         let log = Log::new(false, vec!["s3cr3t-token".into(), "ab".into()]);
-        assert_eq!(log.mask("user:s3cr3t-token x s3cr3t-token"), "user:*** x ***");
+        assert_eq!(
+            log.mask("user:s3cr3t-token x s3cr3t-token"),
+            "user:*** x ***"
+        );
         // too-short values are not treated as secrets (they would mask everything)
         assert_eq!(log.mask("abc"), "abc");
     }

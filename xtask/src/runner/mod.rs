@@ -42,7 +42,11 @@ impl Output {
     }
     /// The last lines of stderr (or stdout), for an error message.
     pub fn tail(&self, n: usize) -> String {
-        let src = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
+        let src = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
         let lines: Vec<&str> = src.lines().filter(|l| !l.trim().is_empty()).collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
@@ -60,7 +64,11 @@ pub struct Runner {
 
 impl Runner {
     /// `tools_dir` (the repo-local `.tools/bin`) comes before PATH for tools and their children.
-    pub fn new(log: Arc<Log>, tools_dir: Option<Utf8PathBuf>, pins: Vec<(String, String)>) -> Runner {
+    pub fn new(
+        log: Arc<Log>,
+        tools_dir: Option<Utf8PathBuf>,
+        pins: Vec<(String, String)>,
+    ) -> Runner {
         let sys = std::env::var("PATH").unwrap_or_default();
         let path = match tools_dir {
             Some(d) if d.is_dir() => format!("{d}:{sys}"),
@@ -90,8 +98,14 @@ impl Runner {
     pub fn run(&self, label: &str, cmd: &Cmd) -> Result<Output> {
         let out = self.run_unchecked(label, cmd)?;
         if !out.success() {
-            let code = out.code.map_or("a signal".to_string(), |c| format!("exit code {c}"));
-            bail!("`{}` failed with {code}:\n{}", short(cmd), indent(&out.tail(8)));
+            let code = out
+                .code
+                .map_or("a signal".to_string(), |c| format!("exit code {c}"));
+            bail!(
+                "`{}` failed with {code}:\n{}",
+                short(cmd),
+                indent(&out.tail(8))
+            );
         }
         Ok(out)
     }
@@ -104,7 +118,8 @@ impl Runner {
         let program = self.resolve(&cmd.program)?;
         for o in &cmd.outputs {
             if let Some(parent) = o.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {parent}"))?;
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {parent}"))?;
             }
             let _ = std::fs::remove_file(partial(o));
         }
@@ -129,7 +144,10 @@ impl Runner {
                 }
             }
             if elapsed > Duration::from_secs(2) {
-                self.log.line(label, &format!("✓ {} ({:.1}s)", cmd.program, elapsed.as_secs_f64()));
+                self.log.line(
+                    label,
+                    &format!("✓ {} ({:.1}s)", cmd.program, elapsed.as_secs_f64()),
+                );
             }
         } else {
             discard(&cmd.outputs);
@@ -144,9 +162,15 @@ impl Runner {
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .stdin(if cmd.stdin_from_env.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if cmd.stdin_from_env.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .process_group(0);
-        let mut child = c.spawn().with_context(|| format!("cannot start {}", program.display()))?;
+        let mut child = c
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
         let pgid = child.id() as i32;
         signals::register(pgid);
         let guard = Unregister(pgid);
@@ -173,7 +197,12 @@ impl Runner {
         let stderr = err_reader.join().unwrap_or_default();
         drop(guard);
         let code = status?;
-        Ok(Output { code, stdout, stderr, elapsed: Duration::ZERO })
+        Ok(Output {
+            code,
+            stdout,
+            stderr,
+            elapsed: Duration::ZERO,
+        })
     }
 
     fn reader<R: Read + Send + 'static>(&self, label: &str, r: R) -> thread::JoinHandle<String> {
@@ -192,7 +221,11 @@ impl Runner {
                 } else {
                     // keep the tail: drop the older half
                     let cut = kept.len() / 2;
-                    let cut = kept.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(0);
+                    let cut = kept
+                        .char_indices()
+                        .map(|(i, _)| i)
+                        .find(|&i| i >= cut)
+                        .unwrap_or(0);
                     kept.drain(..cut);
                     kept.push_str(line);
                     kept.push('\n');
@@ -226,7 +259,10 @@ impl Runner {
                 );
             }
             if elapsed > next_beat {
-                self.log.heartbeat(label, &format!("… {} still running ({}s)", cmd.program, elapsed.as_secs()));
+                self.log.heartbeat(
+                    label,
+                    &format!("… {} still running ({}s)", cmd.program, elapsed.as_secs()),
+                );
                 next_beat += HEARTBEAT;
             }
             thread::sleep(Duration::from_millis(20));
@@ -246,7 +282,9 @@ fn timeout_key(program: &str, args: &[String]) -> &'static str {
         ("trivy", _) => "[scan] timeout",
         ("copa", _) => "[patch] timeout",
         ("docker", Some("run")) => "[patch] smoke_timeout",
-        ("docker", Some("buildx")) if args.get(1).map(String::as_str) == Some("build") => "[build] timeout",
+        ("docker", Some("buildx")) if args.get(1).map(String::as_str) == Some("build") => {
+            "[build] timeout"
+        }
         _ => "[publish] timeout",
     }
 }
@@ -280,20 +318,31 @@ fn discard(outputs: &[Utf8PathBuf]) {
 
 /// `program subcommand…` without the long tail, for messages.
 fn short(cmd: &Cmd) -> String {
-    let words: Vec<&str> =
-        cmd.args.iter().take_while(|a| !a.starts_with('-')).take(3).map(String::as_str).collect();
-    format!("{} {}", cmd.program, words.join(" ")).trim_end().to_string()
+    let words: Vec<&str> = cmd
+        .args
+        .iter()
+        .take_while(|a| !a.starts_with('-'))
+        .take(3)
+        .map(String::as_str)
+        .collect();
+    format!("{} {}", cmd.program, words.join(" "))
+        .trim_end()
+        .to_string()
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Run `f` over `items` with at most `jobs` at once; results keep the items' order.
 pub fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let jobs = jobs.clamp(1, items.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
     thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| loop {
@@ -306,7 +355,10 @@ pub fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R 
             });
         }
     });
-    results.into_iter().map(|m| m.into_inner().unwrap().expect("every item ran")).collect()
+    results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap().expect("every item ran"))
+        .collect()
 }
 
 /// Write a file atomically (temp + rename) so a reader never sees half of it.

@@ -29,7 +29,10 @@ pub fn register(pgid: i32) {
 }
 
 pub fn unregister(pgid: i32) {
-    GROUPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|&g| g != pgid);
+    GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&g| g != pgid);
 }
 
 pub fn interrupted() -> bool {

@@ -49,7 +49,9 @@ pub fn build(cat: &Catalog, image: &Image, metadata: &Utf8Path) -> Cmd {
         (Mode::Local, "type=docker") => c.arg("--load"),
         (_, other) => c.arg(format!("--output={other}")),
     };
-    c.arg("--metadata-file").arg(metadata.as_str()).arg(&image.context)
+    c.arg("--metadata-file")
+        .arg(metadata.as_str())
+        .arg(&image.context)
 }
 
 fn labels(cat: &Catalog, image: &Image) -> Vec<(&'static str, String)> {
@@ -69,6 +71,34 @@ fn labels(cat: &Catalog, image: &Image) -> Vec<(&'static str, String)> {
     l
 }
 
+/// The Dockerfile of the label step: the patched image, unchanged but for its config labels.
+pub const LABEL_DOCKERFILE: &str = "ARG PATCHED\nFROM ${PATCHED}\n";
+
+/// Re-tag a patched image with labels naming its origin (no layer is added).
+pub fn relabel(
+    cat: &Catalog,
+    image: &str,
+    platform: &str,
+    labels: &[(String, String)],
+    dockerfile: &Utf8Path,
+) -> Cmd {
+    let mut c = Cmd::new("docker", cat.timeouts.build)
+        .args(["buildx", "build", "--load", "--provenance=false"])
+        .opt("--builder", cat.builder.as_deref().unwrap_or(""))
+        .arg("--platform")
+        .arg(platform)
+        .arg("--file")
+        .arg(dockerfile.as_str())
+        .arg("--build-arg")
+        .arg(format!("PATCHED={image}"));
+    for (k, v) in labels {
+        c = c.arg("--label").arg(format!("{k}={v}"));
+    }
+    c.arg("--tag")
+        .arg(image)
+        .arg(dockerfile.parent().map_or(".", |p| p.as_str()))
+}
+
 /// The digest buildx recorded in `--metadata-file`.
 pub fn metadata_digest(text: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
@@ -77,7 +107,14 @@ pub fn metadata_digest(text: &str) -> Option<String> {
 
 /// `docker buildx create --use --name NAME` (or reuse it).
 pub fn create_builder(cat: &Catalog, name: &str) -> Cmd {
-    Cmd::new("docker", cat.timeouts.build).args(["buildx", "create", "--name", name, "--use", "--bootstrap"])
+    Cmd::new("docker", cat.timeouts.build).args([
+        "buildx",
+        "create",
+        "--name",
+        name,
+        "--use",
+        "--bootstrap",
+    ])
 }
 
 pub fn inspect_builder(cat: &Catalog, name: &str) -> Cmd {
@@ -87,7 +124,13 @@ pub fn inspect_builder(cat: &Catalog, name: &str) -> Cmd {
 /// `imagetools inspect` with the manifest as JSON (digest + per-platform manifests).
 pub fn inspect(cat: &Catalog, reference: &str) -> Cmd {
     Cmd::new("docker", cat.timeouts.publish)
-        .args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}"])
+        .args([
+            "buildx",
+            "imagetools",
+            "inspect",
+            "--format",
+            "{{json .Manifest}}",
+        ])
         .arg(reference)
 }
 
@@ -134,7 +177,8 @@ struct RawPlatform {
 /// Parse `imagetools inspect --format '{{json .Manifest}}'`. BuildKit's provenance attestations
 /// appear as `unknown/unknown` entries: they are not platforms.
 pub fn parse_manifest(text: &str) -> Result<Manifest> {
-    let raw: RawManifest = serde_json::from_str(text.trim()).context("unexpected `imagetools inspect` output")?;
+    let raw: RawManifest =
+        serde_json::from_str(text.trim()).context("unexpected `imagetools inspect` output")?;
     if !raw.digest.starts_with("sha256:") {
         bail!("unexpected digest {:?}", raw.digest);
     }
@@ -154,7 +198,10 @@ pub fn parse_manifest(text: &str) -> Result<Manifest> {
             Some((name, e.digest))
         })
         .collect();
-    Ok(Manifest { digest: raw.digest, platforms })
+    Ok(Manifest {
+        digest: raw.digest,
+        platforms,
+    })
 }
 
 #[cfg(test)]
@@ -174,7 +221,10 @@ mod tests {
         assert_eq!(m.digest, "sha256:aaa");
         assert_eq!(
             m.platforms,
-            vec![("linux/amd64".into(), "sha256:a1".into()), ("linux/arm64/v8".into(), "sha256:a2".into())]
+            vec![
+                ("linux/amd64".into(), "sha256:a1".into()),
+                ("linux/arm64/v8".into(), "sha256:a2".into())
+            ]
         );
     }
 

@@ -50,7 +50,10 @@ pub enum Outcome {
 /// Copa exits 0 both when it patched and when there was nothing to do; only its words tell.
 pub fn outcome(output: &str) -> Outcome {
     let o = output.to_ascii_lowercase();
-    if o.contains("already up-to-date") || o.contains("no patch was applied") || o.contains("no patchable") {
+    if o.contains("already up-to-date")
+        || o.contains("no patch was applied")
+        || o.contains("no patchable")
+    {
         Outcome::UpToDate
     } else {
         Outcome::Patched
@@ -68,7 +71,9 @@ pub fn hint(output: &str) -> &'static str {
     let o = output.to_ascii_lowercase();
     if o.contains("deadline exceeded") || o.contains("timeout") {
         "Copa ran out of time: raise [patch] timeout in the catalog"
-    } else if o.contains("buildkit") && (o.contains("connect") || o.contains("unavailable") || o.contains("no such file")) {
+    } else if o.contains("buildkit")
+        && (o.contains("connect") || o.contains("unavailable") || o.contains("no such file"))
+    {
         "Copa cannot reach BuildKit: check [patch] buildkit_addr, or that dockerd runs with the containerd image store"
     } else if o.contains("not found") && o.contains("debian") {
         "Copa's Debian tooling image did not resolve: tag a local debian:<major>-slim or set [patch] source_policy"
@@ -85,13 +90,22 @@ mod tests {
     fn up_to_date_is_an_outcome() {
         let out = "level=info msg=\"Image is already up-to-date. No patch was applied.\"";
         assert_eq!(outcome(out), Outcome::UpToDate);
-        assert_eq!(outcome("level=info msg=\"Loaded image: x:1-patched\""), Outcome::Patched);
+        assert_eq!(
+            outcome("level=info msg=\"Loaded image: x:1-patched\""),
+            Outcome::Patched
+        );
     }
 
     #[test]
     fn per_platform_tags() {
-        assert_eq!(platform_tag("v1-patched", "linux/arm64"), "v1-patched-arm64");
-        assert_eq!(platform_tag("v1-patched", "linux/arm/v7"), "v1-patched-arm-v7");
+        assert_eq!(
+            platform_tag("v1-patched", "linux/arm64"),
+            "v1-patched-arm64"
+        );
+        assert_eq!(
+            platform_tag("v1-patched", "linux/arm/v7"),
+            "v1-patched-arm-v7"
+        );
     }
 
     #[test]

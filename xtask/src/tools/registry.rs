@@ -19,8 +19,12 @@ pub fn host(registry: &str) -> &str {
 pub fn login_kind(registry: &str) -> Login {
     let h = host(registry);
     match h.strip_suffix(".azurecr.io") {
-        Some(name) if !name.is_empty() && !name.contains('.') => Login::Acr { name: name.to_string() },
-        _ => Login::Docker { host: h.to_string() },
+        Some(name) if !name.is_empty() && !name.contains('.') => Login::Acr {
+            name: name.to_string(),
+        },
+        _ => Login::Docker {
+            host: h.to_string(),
+        },
     }
 }
 
@@ -29,10 +33,17 @@ pub const USERNAME_VAR: &str = "REGISTRY_USERNAME";
 
 pub fn login(cat: &Catalog, username: &str) -> Cmd {
     match login_kind(&cat.registry) {
-        Login::Acr { name } => Cmd::new("az", cat.timeouts.publish).args(["acr", "login", "--name", &name]),
+        Login::Acr { name } => {
+            Cmd::new("az", cat.timeouts.publish).args(["acr", "login", "--name", &name])
+        }
         Login::Docker { host } => {
-            let mut c = Cmd::new("docker", cat.timeouts.publish)
-                .args(["login", &host, "--username", username, "--password-stdin"]);
+            let mut c = Cmd::new("docker", cat.timeouts.publish).args([
+                "login",
+                &host,
+                "--username",
+                username,
+                "--password-stdin",
+            ]);
             c.stdin_from_env = Some(PASSWORD_VAR.into());
             c
         }
@@ -45,13 +56,24 @@ pub fn push(cat: &Catalog, reference: &str) -> Cmd {
 
 /// The local image's ID: with the containerd store, the digest of its index or manifest.
 pub fn local_id(cat: &Catalog, reference: &str) -> Cmd {
-    Cmd::new("docker", cat.timeouts.publish).args(["image", "inspect", "--format", "{{.Id}}", reference])
+    Cmd::new("docker", cat.timeouts.publish)
+        .args(["image", "inspect", "--format", "{{.Id}}", reference])
 }
 
 /// Start the patched image with the catalog's smoke arguments; it must exit 0.
 pub fn smoke(cat: &Catalog, reference: &str, platform: &str, args: &[String]) -> Cmd {
     Cmd::new("docker", cat.timeouts.smoke)
-        .args(["run", "--rm", "--pull", "never", "--network", "none", "--platform", platform, reference])
+        .args([
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            "--platform",
+            platform,
+            reference,
+        ])
         .args(args.iter().cloned())
 }
 
@@ -61,9 +83,29 @@ mod tests {
 
     #[test]
     fn login_by_host() {
-        assert_eq!(login_kind("fleet.azurecr.io"), Login::Acr { name: "fleet".into() });
-        assert_eq!(login_kind("fleet.azurecr.io/x/y"), Login::Acr { name: "fleet".into() });
-        assert_eq!(login_kind("ghcr.io/azure/fleet"), Login::Docker { host: "ghcr.io".into() });
-        assert_eq!(login_kind("127.0.0.1:5000"), Login::Docker { host: "127.0.0.1:5000".into() });
+        assert_eq!(
+            login_kind("fleet.azurecr.io"),
+            Login::Acr {
+                name: "fleet".into()
+            }
+        );
+        assert_eq!(
+            login_kind("fleet.azurecr.io/x/y"),
+            Login::Acr {
+                name: "fleet".into()
+            }
+        );
+        assert_eq!(
+            login_kind("ghcr.io/azure/fleet"),
+            Login::Docker {
+                host: "ghcr.io".into()
+            }
+        );
+        assert_eq!(
+            login_kind("127.0.0.1:5000"),
+            Login::Docker {
+                host: "127.0.0.1:5000".into()
+            }
+        );
     }
 }

@@ -40,7 +40,12 @@ pub fn scan(cat: &Catalog, spec: &ScanSpec) -> Cmd {
         c = c.arg("--skip-db-update");
     }
     c = c
-        .args(["--skip-version-check", "--disable-telemetry", "--scanners", "vuln"])
+        .args([
+            "--skip-version-check",
+            "--disable-telemetry",
+            "--scanners",
+            "vuln",
+        ])
         .arg("--pkg-types")
         .arg(spec.pkg_types.join(","));
     if s.ignore_unfixed {
@@ -256,12 +261,20 @@ pub fn parse_report(text: &str) -> Result<Report> {
     }
     let meta = raw.metadata.unwrap_or_default();
     let os = meta.os.map(|o| {
-        format!("{} {}", o.family.unwrap_or_default(), o.name.unwrap_or_default()).trim().to_string()
+        format!(
+            "{} {}",
+            o.family.unwrap_or_default(),
+            o.name.unwrap_or_default()
+        )
+        .trim()
+        .to_string()
     });
-    let platform = meta.image_config.and_then(|c| match (c.os, c.architecture) {
-        (Some(o), Some(a)) if !o.is_empty() && !a.is_empty() => Some(format!("{o}/{a}")),
-        _ => None,
-    });
+    let platform = meta
+        .image_config
+        .and_then(|c| match (c.os, c.architecture) {
+            (Some(o), Some(a)) if !o.is_empty() && !a.is_empty() => Some(format!("{o}/{a}")),
+            _ => None,
+        });
     let mut findings = Vec::new();
     for r in raw.results.unwrap_or_default() {
         let class = match r.class.as_deref() {
@@ -271,9 +284,15 @@ pub fn parse_report(text: &str) -> Result<Report> {
         };
         let target = r.target.or(r.kind).unwrap_or_default();
         for v in r.vulnerabilities.unwrap_or_default() {
-            let severity = v.severity.unwrap_or_else(|| "UNKNOWN".into()).to_ascii_uppercase();
-            let severity =
-                if SEVERITIES.contains(&severity.as_str()) { severity } else { "UNKNOWN".into() };
+            let severity = v
+                .severity
+                .unwrap_or_else(|| "UNKNOWN".into())
+                .to_ascii_uppercase();
+            let severity = if SEVERITIES.contains(&severity.as_str()) {
+                severity
+            } else {
+                "UNKNOWN".into()
+            };
             findings.push(Finding {
                 id: v.id,
                 package: v.pkg_name,
@@ -285,11 +304,18 @@ pub fn parse_report(text: &str) -> Result<Report> {
             });
         }
     }
-    Ok(Report { artifact: raw.artifact_name.unwrap_or_default(), os, platform, image_id: meta.image_id, findings })
+    Ok(Report {
+        artifact: raw.artifact_name.unwrap_or_default(),
+        os,
+        platform,
+        image_id: meta.image_id,
+        findings,
+    })
 }
 
 pub fn read_report(path: &Utf8Path) -> Result<Report> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read Trivy report {path}"))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read Trivy report {path}"))?;
     parse_report(&text).with_context(|| format!("Trivy report {path} is unusable"))
 }
 
@@ -297,7 +323,11 @@ pub fn read_report(path: &Utf8Path) -> Result<Report> {
 pub fn db_version(cache_dir: &Utf8Path) -> Option<String> {
     let text = std::fs::read_to_string(cache_dir.join("db/metadata.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    Some(format!("v{}-{}", v.get("Version")?, v.get("UpdatedAt")?.as_str()?))
+    Some(format!(
+        "v{}-{}",
+        v.get("Version")?,
+        v.get("UpdatedAt")?.as_str()?
+    ))
 }
 
 #[cfg(test)]
