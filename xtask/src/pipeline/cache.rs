@@ -96,10 +96,10 @@ struct PatchEntry {
     ids: Vec<(String, String)>,
 }
 
-fn local_id(ctx: &Ctx, reference: &str) -> Option<String> {
+fn local_id(ctx: &Ctx, image: &Image, reference: &str) -> Option<String> {
     let out = ctx
         .runner
-        .run_unchecked("cache", &registry::local_id(ctx.cat, reference))
+        .run_unchecked(&image.name, &registry::local_id(ctx.cat, reference))
         .ok()?;
     out.success().then(|| out.stdout.trim().to_string())
 }
@@ -122,7 +122,7 @@ pub fn patch_hit(
     for p in to_patch {
         let reference = crate::plan::patched_local(ctx.cat, image, p);
         let want = e.ids.iter().find(|(q, _)| q == p).map(|(_, id)| id.clone());
-        if want.is_none() || local_id(ctx, &reference) != want {
+        if want.is_none() || local_id(ctx, image, &reference) != want {
             return false;
         }
     }
@@ -146,7 +146,7 @@ pub fn patch_hit(
 pub fn patch_store(ctx: &Ctx, image: &Image, key: &str, to_patch: &[String], r: &ImageResult) {
     let mut ids = Vec::new();
     for p in to_patch {
-        match local_id(ctx, &crate::plan::patched_local(ctx.cat, image, p)) {
+        match local_id(ctx, image, &crate::plan::patched_local(ctx.cat, image, p)) {
             Some(id) => ids.push((p.clone(), id)),
             None => return,
         }

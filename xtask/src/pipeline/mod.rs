@@ -439,6 +439,9 @@ fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         return Ok(());
     };
     r.platforms = patched.platforms.clone();
+    for p in &mut r.platforms {
+        p.cached = false; // the patch's cache state is not publish's
+    }
     if let Some(f) = &patched.failure {
         // Nothing is pushed for an image whose patch or gate failed.
         r.fail(
@@ -463,7 +466,11 @@ fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         Vec::new()
     };
     let key = cache::publish_key(&patched);
-    if ctx.use_cache && cache::published(ctx, image, &key) {
+    let already = ctx.use_cache && cache::published(ctx, image, &key);
+    for p in &mut r.platforms {
+        p.cached = already;
+    }
+    if already {
         ctx.runner.log.line(
             &image.name,
             "patched image already published with these contents: no push",

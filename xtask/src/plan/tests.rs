@@ -120,7 +120,7 @@ fn build_multi_platform_pushes_without_goarch() {
         "per-platform GOARCH comes from TARGETARCH: {a}"
     );
     assert!(
-        a.contains(" --push --metadata-file out/build/multi.json "),
+        a.contains(" --push --metadata-file out/build/multi.json.partial "),
         "{a}"
     );
     // any other OUTPUT_TYPE is passed through

@@ -50,7 +50,7 @@ impl Log {
 
     /// One line of an image's output. The label is the image (and platform).
     pub fn line(&self, label: &str, text: &str) {
-        if self.quiet {
+        if self.quiet || text.trim().is_empty() {
             return;
         }
         let text = self.mask(text);

@@ -5,7 +5,7 @@ use camino::Utf8Path;
 use serde::Deserialize;
 
 use crate::catalog::{Catalog, Image, Mode};
-use crate::plan::cmd::Cmd;
+use crate::plan::cmd::{partial, Cmd};
 
 /// `docker buildx build` of one image for all its platforms, loaded or pushed.
 pub fn build(cat: &Catalog, image: &Image, metadata: &Utf8Path) -> Cmd {
@@ -50,8 +50,9 @@ pub fn build(cat: &Catalog, image: &Image, metadata: &Utf8Path) -> Cmd {
         (_, other) => c.arg(format!("--output={other}")),
     };
     c.arg("--metadata-file")
-        .arg(metadata.as_str())
+        .arg(partial(metadata).as_str())
         .arg(&image.context)
+        .output(metadata.to_path_buf())
 }
 
 fn labels(cat: &Catalog, image: &Image) -> Vec<(&'static str, String)> {

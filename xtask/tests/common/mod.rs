@@ -271,3 +271,54 @@ pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// A catalog in a temp dir: the fixture catalog's settings plus `extra` TOML, and `images` as
+/// (name, Dockerfile under e2e/fixtures/context, platforms).
+pub fn catalog(name: &str, extra: &str, images: &[(&str, &str, &[&str])]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-cat-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ctx = repo().join("e2e/fixtures/context");
+    let mut text = format!(
+        "[build]\npull = false\ntimeout = \"20m\"\n[scan]\nskip_db_update = true\ntimeout = \"5m\"\n{extra}\n"
+    );
+    for (n, dockerfile, platforms) in images {
+        let df = if dockerfile.starts_with('/') { PathBuf::from(dockerfile) } else { ctx.join(dockerfile) };
+        text += &format!(
+            "[[image]]\nname = \"{n}\"\ndockerfile = \"{}\"\ncontext = \"{}\"\nplatforms = {:?}\n",
+            df.display(),
+            ctx.display(),
+            platforms
+        );
+    }
+    let path = dir.join("images.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Fault injection: a wrapper named like the real tool (a stand-in only in the sense that it
+/// sits in front): calls whose arguments mention `victim` run `action` (sh); every other call
+/// `exec`s the real tool unchanged. `$out` is the value of `--output`, `$image`/`$tag` those
+/// of `--image`/`--tag`, `$real` the real binary.
+pub fn fault_tools(env: &Env, name: &str, faults: &[(&str, &str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-faulttools-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = PathBuf::from(env.vars.get("XTASK_TOOLS_BIN").expect("XTASK_TOOLS_BIN"));
+    for tool in ["trivy", "copa"] {
+        let real = std::fs::canonicalize(bin.join(tool)).unwrap();
+        let fault = faults.iter().find(|(t, _, _)| *t == tool);
+        let body = match fault {
+            None => format!("#!/bin/sh\nexec {} \"$@\"\n", real.display()),
+            Some((_, victim, action)) => format!(
+                "#!/bin/sh\n# fault injection in front of the real {tool}\nreal={real}\nhit=0; prev=''; out=''; image=''; tag=''\n\
+                 for a in \"$@\"; do\n  case \"$a\" in *{victim}*) hit=1;; esac\n  case \"$prev\" in --output) out=$a;; --image) image=$a;; --tag) tag=$a;; esac\n  prev=$a\ndone\n\
+                 if [ $hit = 1 ]; then\n{action}\nfi\nexec \"$real\" \"$@\"\n",
+                real = real.display()
+            ),
+        };
+        let p = dir.join(tool);
+        std::fs::write(&p, body).unwrap();
+        Command::new("chmod").args(["+x", p.to_str().unwrap()]).status().unwrap();
+    }
+    dir
+}
