@@ -20,17 +20,36 @@ fn setup<'a>(env: &'a Env, name: &str, extra: &str, victim_dockerfile: &str) -> 
     let cat = common::catalog(
         name,
         extra,
-        &[("vuln", "vuln.Dockerfile", &["linux/amd64"]), ("clean", "clean.Dockerfile", &["linux/amd64"]), (VICTIM, victim_dockerfile, &["linux/amd64"])],
+        &[
+            ("vuln", "vuln.Dockerfile", &["linux/amd64"]),
+            ("clean", "clean.Dockerfile", &["linux/amd64"]),
+            (VICTIM, victim_dockerfile, &["linux/amd64"]),
+        ],
     );
-    let env = Box::leak(Box::new(Env { vars: env.vars.clone(), registry: env.registry.clone(), catalog: cat }));
+    let env = Box::leak(Box::new(Env {
+        vars: env.vars.clone(),
+        registry: env.registry.clone(),
+        catalog: cat,
+    }));
     let s = Session::new(env, name).with("OUTPUT_TYPE", "type=registry");
-    Case { s, originals: Vec::new() }
+    Case {
+        s,
+        originals: Vec::new(),
+    }
 }
 
 impl Case<'_> {
     fn build_all(&mut self) {
         self.s.ok(&["build"]);
-        self.originals = ["vuln", "clean", VICTIM].iter().map(|i| (i.to_string(), self.s.remote(&self.s.reference(i)).unwrap().0)).collect();
+        self.originals = ["vuln", "clean", VICTIM]
+            .iter()
+            .map(|i| {
+                (
+                    i.to_string(),
+                    self.s.remote(&self.s.reference(i)).unwrap().0,
+                )
+            })
+            .collect();
     }
 
     /// patch + publish with the fault in place; returns the patch run.
@@ -50,21 +69,45 @@ impl Case<'_> {
         assert_eq!(patch.code, 1, "the run exits 1");
         let f = &patch.image(VICTIM)["failure"];
         assert_eq!(f["stage"], stage, "{}", patch.image(VICTIM));
-        assert!(f["message"].as_str().unwrap().contains(reason), "{reason:?} not in {}", f["message"]);
-        assert!(patch.stdout.contains(&format!("{VICTIM} failed at {stage}")), "summary names it:\n{}", patch.stdout);
+        assert!(
+            f["message"].as_str().unwrap().contains(reason),
+            "{reason:?} not in {}",
+            f["message"]
+        );
+        assert!(
+            patch
+                .stdout
+                .contains(&format!("{VICTIM} failed at {stage}")),
+            "summary names it:\n{}",
+            patch.stdout
+        );
         assert_eq!(patch.action("vuln"), "patched");
         assert_eq!(patch.action("clean"), "nothing-to-patch");
         assert_eq!(publish.code, 1);
         assert_eq!(publish.action("vuln"), "published");
         assert_eq!(publish.action("clean"), "published");
-        assert!(self.s.remote(&format!("{}-patched", self.s.reference("vuln"))).is_some(), "healthy image published");
-        assert!(self.s.remote(&format!("{}-patched", self.s.reference(VICTIM))).is_none(), "no patched tag for the victim");
+        assert!(
+            self.s
+                .remote(&format!("{}-patched", self.s.reference("vuln")))
+                .is_some(),
+            "healthy image published"
+        );
+        assert!(
+            self.s
+                .remote(&format!("{}-patched", self.s.reference(VICTIM)))
+                .is_none(),
+            "no patched tag for the victim"
+        );
         self.assert_originals();
     }
 
     fn assert_originals(&self) {
         for (i, d) in &self.originals {
-            assert_eq!(&self.s.remote(&self.s.reference(i)).unwrap().0, d, "original {i} moved");
+            assert_eq!(
+                &self.s.remote(&self.s.reference(i)).unwrap().0,
+                d,
+                "original {i} moved"
+            );
         }
     }
 
@@ -72,39 +115,80 @@ impl Case<'_> {
     fn rerun_fixed(&self) {
         let p = self.s.ok(&["patch"]);
         assert_eq!(p.action(VICTIM), "patched");
-        assert!(p.platform("vuln", "linux/amd64")["cached"].as_bool().unwrap(), "vuln was redone");
-        assert!(!p.stderr.contains(&format!("$ copa patch --image {}", self.s.reference("vuln"))), "Copa ran again for vuln");
+        assert!(
+            p.platform("vuln", "linux/amd64")["cached"]
+                .as_bool()
+                .unwrap(),
+            "vuln was redone"
+        );
+        assert!(
+            !p.stderr.contains(&format!(
+                "$ copa patch --image {}",
+                self.s.reference("vuln")
+            )),
+            "Copa ran again for vuln"
+        );
         let pu = self.s.ok(&["publish"]);
         let vuln_push = format!("$ docker push {}-patched", self.s.reference("vuln"));
-        assert!(!pu.stderr.contains(&vuln_push), "vuln re-pushed:\n{}", pu.stderr);
-        assert!(self.s.remote(&format!("{}-patched", self.s.reference(VICTIM))).is_some());
+        assert!(
+            !pu.stderr.contains(&vuln_push),
+            "vuln re-pushed:\n{}",
+            pu.stderr
+        );
+        assert!(self
+            .s
+            .remote(&format!("{}-patched", self.s.reference(VICTIM)))
+            .is_some());
         self.assert_originals();
     }
 }
 
 fn run_cmd(s: &Session, mut c: std::process::Command, args: &[&str]) -> Run {
-    let json = c.get_args().skip_while(|a| *a != "--json").nth(1).map(std::path::PathBuf::from).unwrap();
+    let json = c
+        .get_args()
+        .skip_while(|a| *a != "--json")
+        .nth(1)
+        .map(std::path::PathBuf::from)
+        .unwrap();
     let o = c.output().unwrap();
     let r = Run {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into(),
         stderr: String::from_utf8_lossy(&o.stderr).into(),
-        json: std::fs::read_to_string(&json).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default(),
+        json: std::fs::read_to_string(&json)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
     };
-    eprintln!("=== {} xtask {} → {}\n{}\n{}", s.tag, args.join(" "), r.code, common::tail(&r.stderr, 40), r.stdout);
+    eprintln!(
+        "=== {} xtask {} → {}\n{}\n{}",
+        s.tag,
+        args.join(" "),
+        r.code,
+        common::tail(&r.stderr, 40),
+        r.stdout
+    );
     r
 }
 
 #[test]
 fn a_dockerfile_that_fails_to_build() {
     let Some(env) = common::env() else { return };
-    let broken = std::env::temp_dir().join(format!("xtask-broken-{}.Dockerfile", std::process::id()));
+    let broken =
+        std::env::temp_dir().join(format!("xtask-broken-{}.Dockerfile", std::process::id()));
     std::fs::write(&broken, "ARG BASE_IMAGE=debian:12-slim\nFROM ${BASE_IMAGE}\nRUN echo injected build failure && exit 7\n").unwrap();
     let c = setup(&env, "fbuild", "", broken.to_str().unwrap());
     let b = c.s.xtask(&["build"]);
     assert_eq!(b.code, 1);
     assert_eq!(b.image(VICTIM)["failure"]["stage"], "build");
-    assert!(b.image(VICTIM)["failure"]["message"].as_str().unwrap().contains("exit code"), "{}", b.image(VICTIM));
+    assert!(
+        b.image(VICTIM)["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exit code"),
+        "{}",
+        b.image(VICTIM)
+    );
     for i in HEALTHY {
         assert_eq!(b.action(i), "pushed");
     }
@@ -118,7 +202,15 @@ fn trivy_fails_for_one_image() {
     let Some(env) = common::env() else { return };
     let mut c = setup(&env, "ftrivy", "", "vuln.Dockerfile");
     c.build_all();
-    let tools = common::fault_tools(c.s.env, "trivy-exit", &[("trivy", "/victim:", "echo 'injected: trivy failure' >&2; exit 3")]);
+    let tools = common::fault_tools(
+        c.s.env,
+        "trivy-exit",
+        &[(
+            "trivy",
+            "/victim:",
+            "echo 'injected: trivy failure' >&2; exit 3",
+        )],
+    );
     let (p, pu) = c.faulty_run(Some(&tools));
     c.assert_contained(&p, &pu, "scan", "exit code 3");
     c.rerun_fixed();
@@ -141,7 +233,15 @@ fn trivy_without_its_database() {
     let Some(env) = common::env() else { return };
     let mut c = setup(&env, "fnodb", "", "vuln.Dockerfile");
     c.build_all();
-    let tools = common::fault_tools(c.s.env, "trivy-nodb", &[("trivy", "/victim:", r#"exec "$real" "$@" --cache-dir /nonexistent/trivy-db"#)]);
+    let tools = common::fault_tools(
+        c.s.env,
+        "trivy-nodb",
+        &[(
+            "trivy",
+            "/victim:",
+            r#"exec "$real" "$@" --cache-dir /nonexistent/trivy-db"#,
+        )],
+    );
     let (p, pu) = c.faulty_run(Some(&tools));
     c.assert_contained(&p, &pu, "scan", "trivy image");
     c.rerun_fixed();
@@ -152,7 +252,15 @@ fn copa_exits_non_zero() {
     let Some(env) = common::env() else { return };
     let mut c = setup(&env, "fcopa", "", "vuln.Dockerfile");
     c.build_all();
-    let tools = common::fault_tools(c.s.env, "copa-exit", &[("copa", "/victim:", "echo 'injected: copa failure' >&2; exit 1")]);
+    let tools = common::fault_tools(
+        c.s.env,
+        "copa-exit",
+        &[(
+            "copa",
+            "/victim:",
+            "echo 'injected: copa failure' >&2; exit 1",
+        )],
+    );
     let (p, pu) = c.faulty_run(Some(&tools));
     c.assert_contained(&p, &pu, "patch", "injected: copa failure");
     c.rerun_fixed();
@@ -161,13 +269,29 @@ fn copa_exits_non_zero() {
 #[test]
 fn copa_reaches_its_timeout() {
     let Some(env) = common::env() else { return };
-    let mut c = setup(&env, "ftimeout", "[patch]\ntimeout = \"90s\"\n", "vuln.Dockerfile");
+    let mut c = setup(
+        &env,
+        "ftimeout",
+        "[patch]\ntimeout = \"90s\"\n",
+        "vuln.Dockerfile",
+    );
     c.build_all();
     let tools = common::fault_tools(c.s.env, "copa-hang", &[("copa", "/victim:", "sleep 3600")]);
     let (p, pu) = c.faulty_run(Some(&tools));
-    c.assert_contained(&p, &pu, "patch", "copa timed out after 90s: raise its timeout in the catalog ([patch] timeout)");
-    let orphans = std::process::Command::new("pgrep").args(["-f", "sleep 3600"]).output().unwrap();
-    assert!(orphans.stdout.is_empty(), "the hung copa's group was not killed");
+    c.assert_contained(
+        &p,
+        &pu,
+        "patch",
+        "copa timed out after 90s: raise its timeout in the catalog ([patch] timeout)",
+    );
+    let orphans = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 3600"])
+        .output()
+        .unwrap();
+    assert!(
+        orphans.stdout.is_empty(),
+        "the hung copa's group was not killed"
+    );
     c.rerun_fixed();
 }
 
@@ -176,7 +300,15 @@ fn copa_cannot_reach_buildkit() {
     let Some(env) = common::env() else { return };
     let mut c = setup(&env, "fbuildkit", "", "vuln.Dockerfile");
     c.build_all();
-    let tools = common::fault_tools(c.s.env, "copa-addr", &[("copa", "/victim:", r#"exec "$real" "$@" --addr unix:///nonexistent/buildkitd.sock"#)]);
+    let tools = common::fault_tools(
+        c.s.env,
+        "copa-addr",
+        &[(
+            "copa",
+            "/victim:",
+            r#"exec "$real" "$@" --addr unix:///nonexistent/buildkitd.sock"#,
+        )],
+    );
     let (p, pu) = c.faulty_run(Some(&tools));
     c.assert_contained(&p, &pu, "patch", "copa exited with");
     c.rerun_fixed();
@@ -203,14 +335,29 @@ fn copa_missing_from_path() {
     let only_trivy = common::fault_tools(c.s.env, "no-copa", &[]);
     std::fs::remove_file(only_trivy.join("copa")).unwrap();
     let mut cmd = c.s.command(&["patch"]);
-    cmd.env("XTASK_TOOLS_DIR", &only_trivy).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd.env("XTASK_TOOLS_DIR", &only_trivy)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     let p = run_cmd(&c.s, cmd, &["patch"]);
     assert_eq!(p.code, 1);
     let f = &p.image("vuln")["failure"];
     assert_eq!(f["stage"], "patch");
-    assert!(f["message"].as_str().unwrap().contains("copa is not installed") && f["message"].as_str().unwrap().contains("pinned version v0.14.2"), "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("copa is not installed")
+            && f["message"]
+                .as_str()
+                .unwrap()
+                .contains("pinned version v0.14.2"),
+        "{f}"
+    );
     assert_eq!(p.action("clean"), "nothing-to-patch");
-    assert_eq!(p.action(VICTIM), "nothing-to-patch", "images that need no Copa are unaffected");
+    assert_eq!(
+        p.action(VICTIM),
+        "nothing-to-patch",
+        "images that need no Copa are unaffected"
+    );
     c.assert_originals();
 }
 
@@ -222,19 +369,36 @@ fn the_registry_stops_during_publish() {
     c.s.ok(&["patch"]);
     let root = std::env::var("XTASK_E2E_ROOT").unwrap_or_else(|_| "/tmp/xe".into());
     let ctl = common::repo().join(".ci/e2e-env");
-    let stop = std::process::Command::new(&ctl).args(["registry-stop"]).env("XTASK_E2E_ROOT", &root).status().unwrap();
+    let stop = std::process::Command::new(&ctl)
+        .args(["registry-stop"])
+        .env("XTASK_E2E_ROOT", &root)
+        .status()
+        .unwrap();
     assert!(stop.success());
     let pu = c.s.xtask(&["publish"]);
-    let start = std::process::Command::new(&ctl).args(["registry-start"]).env("XTASK_E2E_ROOT", &root).status().unwrap();
+    let start = std::process::Command::new(&ctl)
+        .args(["registry-start"])
+        .env("XTASK_E2E_ROOT", &root)
+        .status()
+        .unwrap();
     assert!(start.success());
     assert_eq!(pu.code, 1);
     assert_eq!(pu.image("vuln")["failure"]["stage"], "publish");
-    assert!(c.s.remote(&format!("{}-patched", c.s.reference("vuln"))).is_none());
+    assert!(c
+        .s
+        .remote(&format!("{}-patched", c.s.reference("vuln")))
+        .is_none());
     c.assert_originals();
     let again = c.s.ok(&["publish"]);
     assert_eq!(again.action("vuln"), "published");
-    assert!(c.s.remote(&format!("{}-patched", c.s.reference("vuln"))).is_some());
-    assert!(c.s.remote(&format!("{}-patched", c.s.reference(VICTIM))).is_some());
+    assert!(c
+        .s
+        .remote(&format!("{}-patched", c.s.reference("vuln")))
+        .is_some());
+    assert!(c
+        .s
+        .remote(&format!("{}-patched", c.s.reference(VICTIM)))
+        .is_some());
     c.assert_originals();
 }
 
@@ -246,12 +410,17 @@ fn sigint_stops_children_and_the_next_run_resumes() {
     let marker = format!("sleep 3599.{}", std::process::id() % 1000);
     let tools = common::fault_tools(c.s.env, "copa-slow", &[("copa", "/victim:", &marker)]);
     let mut cmd = c.s.command(&["--jobs", "1", "patch"]);
-    cmd.env("XTASK_TOOLS_DIR", &tools).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.env("XTASK_TOOLS_DIR", &tools)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     // wait until the victim's (hanging) Copa runs
     let mut seen = false;
     for _ in 0..600 {
-        let o = std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+        let o = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
         if !o.stdout.is_empty() {
             seen = true;
             break;
@@ -264,9 +433,15 @@ fn sigint_stops_children_and_the_next_run_resumes() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
-    let left = std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .unwrap();
     assert!(left.stdout.is_empty(), "orphaned children remain");
-    let partials = walk(&c.s.out).into_iter().filter(|p| p.to_string_lossy().ends_with(".partial")).collect::<Vec<_>>();
+    let partials = walk(&c.s.out)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".partial"))
+        .collect::<Vec<_>>();
     assert!(partials.is_empty(), "half-written files left: {partials:?}");
     // the next run resumes: finished scans come from the cache, the victim gets patched
     let p = c.s.ok(&["patch"]);
@@ -282,23 +457,36 @@ fn two_runs_at_once_share_the_out_dir_safely() {
     c.build_all();
     let spawn = || {
         let mut cmd = c.s.command(&["--no-cache", "scan"]);
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         cmd.spawn().unwrap()
     };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success() && b.status.success());
-    let both = format!("{}{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
-    assert!(both.contains("another cargo xtask run uses"), "the second run should wait for the first:\n{both}");
+    let both = format!(
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert!(
+        both.contains("another cargo xtask run uses"),
+        "the second run should wait for the first:\n{both}"
+    );
     for i in ["vuln", "clean", VICTIM] {
         let report = c.s.out.join(format!("reports/{i}/linux-amd64/trivy.json"));
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
         assert_eq!(v["SchemaVersion"], 2);
     }
 }
 
 fn send_signal(pid: i32, sig: i32) {
-    std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
 }
 
 fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -111,10 +111,14 @@ fn platform_digests(ctx: &Ctx, image: &Image) -> Result<Vec<(String, String)>> {
         Mode::Registry => buildx::inspect(ctx.cat, &image.reference),
         Mode::Local => crate::tools::registry::local_id(ctx.cat, &image.reference),
     };
-    let out = ctx
-        .runner
-        .run(&image.name, &cmd)
-        .with_context(|| format!("{} is not there: build it first", image.reference))?;
+    let out = ctx.runner.run_unchecked(&image.name, &cmd)?;
+    if !out.success() {
+        anyhow::bail!(
+            "{} is not there (build it first): {}",
+            image.reference,
+            out.tail(3)
+        );
+    }
     match ctx.cat.mode {
         Mode::Registry => {
             let m = buildx::parse_manifest(&out.stdout)?;

@@ -93,7 +93,7 @@ fn build_one_platform_loads_with_fleet_build_args() {
             "fleet=https://github.com/Azure/fleet.git#v0.14.0",
             "--load",
             "--metadata-file",
-            "out/build/one.json",
+            "out/build/one.json.partial",
             &format!("{dir}/."),
         ]
     );

@@ -189,7 +189,11 @@ pub fn parse_manifest(text: &str) -> Result<Manifest> {
         .into_iter()
         .filter_map(|e| {
             let p = e.platform?;
-            if p.os == "unknown" || p.architecture == "unknown" || p.os.is_empty() {
+            if p.os == "unknown"
+                || p.architecture == "unknown"
+                || p.os.is_empty()
+                || p.architecture.is_empty()
+            {
                 return None;
             }
             let name = match p.variant.filter(|v| !v.is_empty()) {

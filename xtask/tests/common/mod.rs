@@ -282,7 +282,11 @@ pub fn catalog(name: &str, extra: &str, images: &[(&str, &str, &[&str])]) -> Pat
         "[build]\npull = false\ntimeout = \"20m\"\n[scan]\nskip_db_update = true\ntimeout = \"5m\"\n{extra}\n"
     );
     for (n, dockerfile, platforms) in images {
-        let df = if dockerfile.starts_with('/') { PathBuf::from(dockerfile) } else { ctx.join(dockerfile) };
+        let df = if dockerfile.starts_with('/') {
+            PathBuf::from(dockerfile)
+        } else {
+            ctx.join(dockerfile)
+        };
         text += &format!(
             "[[image]]\nname = \"{n}\"\ndockerfile = \"{}\"\ncontext = \"{}\"\nplatforms = {:?}\n",
             df.display(),
@@ -318,7 +322,10 @@ pub fn fault_tools(env: &Env, name: &str, faults: &[(&str, &str, &str)]) -> Path
         };
         let p = dir.join(tool);
         std::fs::write(&p, body).unwrap();
-        Command::new("chmod").args(["+x", p.to_str().unwrap()]).status().unwrap();
+        Command::new("chmod")
+            .args(["+x", p.to_str().unwrap()])
+            .status()
+            .unwrap();
     }
     dir
 }
