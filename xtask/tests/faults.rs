@@ -361,34 +361,97 @@ fn copa_missing_from_path() {
     c.assert_originals();
 }
 
+/// A registry of this test's own (real docker-registry on 127.0.0.1), so stopping it cannot
+/// disturb tests running beside it.
+struct OwnRegistry {
+    child: Option<std::process::Child>,
+    config: std::path::PathBuf,
+    addr: String,
+}
+
+impl OwnRegistry {
+    fn new() -> OwnRegistry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("xtask-own-registry-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", dir.join("data").display()),
+        )
+        .unwrap();
+        let mut r = OwnRegistry {
+            child: None,
+            config,
+            addr: format!("127.0.0.1:{port}"),
+        };
+        r.start();
+        r
+    }
+    fn start(&mut self) {
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&self.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (sudo .ci/provision installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("registry on {} did not start", self.addr);
+    }
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 #[test]
 fn the_registry_stops_during_publish() {
     let Some(env) = common::env() else { return };
+    let mut reg = OwnRegistry::new();
+    let env = Env {
+        vars: env.vars.clone(),
+        registry: reg.addr.clone(),
+        catalog: env.catalog.clone(),
+    };
     let mut c = setup(&env, "fregistry", "", "vuln.Dockerfile");
     c.build_all();
     c.s.ok(&["patch"]);
-    let root = std::env::var("XTASK_E2E_ROOT").unwrap_or_else(|_| "/tmp/xe".into());
-    let ctl = common::repo().join(".ci/e2e-env");
-    let stop = std::process::Command::new(&ctl)
-        .args(["registry-stop"])
-        .env("XTASK_E2E_ROOT", &root)
-        .status()
-        .unwrap();
-    assert!(stop.success());
+    reg.stop();
     let pu = c.s.xtask(&["publish"]);
-    let start = std::process::Command::new(&ctl)
-        .args(["registry-start"])
-        .env("XTASK_E2E_ROOT", &root)
-        .status()
-        .unwrap();
-    assert!(start.success());
+    reg.start();
     assert_eq!(pu.code, 1);
     assert_eq!(pu.image("vuln")["failure"]["stage"], "publish");
+    assert_eq!(pu.image(VICTIM)["failure"]["stage"], "publish");
+    assert_eq!(
+        pu.action("clean"),
+        "published",
+        "nothing to push for the clean image"
+    );
     assert!(c
         .s
         .remote(&format!("{}-patched", c.s.reference("vuln")))
         .is_none());
     c.assert_originals();
+    // registry back: the re-run publishes what is missing
     let again = c.s.ok(&["publish"]);
     assert_eq!(again.action("vuln"), "published");
     assert!(c

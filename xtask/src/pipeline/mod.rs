@@ -34,18 +34,7 @@ pub fn run(ctx: &Ctx, images: &[Image], command: Command, jobs: usize) -> Vec<Im
             Command::Publish => publish(ctx, image, &mut r),
         };
         if let Err(e) = outcome {
-            // Stage errors carry their stage; anything else is attributed to the command.
-            let stage = e
-                .downcast_ref::<StageError>()
-                .map(|s| s.0)
-                .unwrap_or(match command {
-                    Command::Build => Stage::Build,
-                    Command::Scan { .. } => Stage::Scan,
-                    Command::Patch => Stage::Patch,
-                    Command::Publish => Stage::Publish,
-                });
-            let msg = format!("{:#}", e);
-            let msg = msg.trim_start_matches(&format!("{stage}: ")).to_string();
+            let (stage, msg) = describe(&e, default_stage(command));
             ctx.runner
                 .log
                 .line(label, &format!("✗ failed at {stage}: {msg}"));
@@ -55,6 +44,29 @@ pub fn run(ctx: &Ctx, images: &[Image], command: Command, jobs: usize) -> Vec<Im
         ctx.runner.log.flush(label);
         r
     })
+}
+
+fn default_stage(command: Command) -> Stage {
+    match command {
+        Command::Build => Stage::Build,
+        Command::Scan { .. } => Stage::Scan,
+        Command::Patch => Stage::Patch,
+        Command::Publish => Stage::Publish,
+    }
+}
+
+/// The stage an error belongs to, and its message without the stage prefix.
+fn describe(e: &anyhow::Error, default: Stage) -> (Stage, String) {
+    let stage = e
+        .downcast_ref::<StageError>()
+        .map(|s| s.0)
+        .unwrap_or(default);
+    let msg = format!("{e:#}");
+    let msg = msg
+        .strip_prefix(&format!("{stage}: "))
+        .unwrap_or(&msg)
+        .to_string();
+    (stage, msg)
 }
 
 /// Marks which stage an error belongs to.
@@ -241,11 +253,8 @@ fn patch(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
     // publish reads this, also after a failure (so it pushes nothing for a failed gate)
     let mut saved = r.clone();
     if let Err(e) = &result {
-        saved.action = Action::Failed;
-        saved.failure = Some(crate::report::Failure {
-            stage: Stage::Patch,
-            message: format!("{e:#}"),
-        });
+        let (stage, msg) = describe(e, Stage::Patch);
+        saved.fail(stage, msg);
     }
     let _ = runner::write_atomic(
         &ctx.layout.state(&image.name),
