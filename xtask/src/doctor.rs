@@ -83,8 +83,8 @@ pub fn doctor(cat: &Catalog, runner: &Runner) -> Result<u8> {
     ];
     let mut bad = 0;
     println!(
-        "{:<8} {:<6} {:<12} {:<10} {}",
-        "tool", "status", "version", "pinned", "path / what to do"
+        "{:<8} {:<6} {:<12} {:<10} path / what to do",
+        "tool", "status", "version", "pinned"
     );
     for c in &checks {
         let program = if c.tool == "buildx" { "docker" } else { c.tool };

@@ -127,6 +127,8 @@ pub enum ToolsCommand {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Image names (default: all).
+    pub images: Vec<String>,
     /// The command to measure: scan or patch.
     #[arg(long, default_value = "patch")]
     pub stage: String,

@@ -113,6 +113,24 @@ fn local_build_scan_patch_rescan_and_cache() {
         "warm run called a tool:\n{err}"
     );
 
+    // a local multi-platform image: a clear error before Copa (it patches those from a registry)
+    s.ok(&["build", "multi"]);
+    let m = s.xtask(&["patch", "multi"]);
+    assert_eq!(m.code, 1);
+    let msg = m.image("multi")["failure"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("local multi-platform image") && msg.contains("--push"),
+        "{msg}"
+    );
+    assert!(
+        !m.stderr.contains("$ copa"),
+        "Copa must not run: {}",
+        m.stderr
+    );
+
     // --no-cache recomputes
     let again = s.ok(&["--no-cache", "scan", "vuln"]);
     assert!(again.stderr.contains("$ trivy image"));

@@ -23,27 +23,41 @@ pub struct Ctx<'a> {
 
 /// Run `command` for every image, `jobs` at a time.
 pub fn run(ctx: &Ctx, images: &[Image], command: Command, jobs: usize) -> Vec<ImageResult> {
-    runner::parallel(images, jobs, |image| {
-        let start = Instant::now();
-        let mut r = ImageResult::new(image);
-        let label = image.name.as_str();
-        let outcome = match command {
-            Command::Build => build(ctx, image, &mut r),
-            Command::Scan { gate } => scan(ctx, image, gate, &mut r),
-            Command::Patch => patch(ctx, image, &mut r),
-            Command::Publish => publish(ctx, image, &mut r),
-        };
-        if let Err(e) = outcome {
-            let (stage, msg) = describe(&e, default_stage(command));
-            ctx.runner
-                .log
-                .line(label, &format!("✗ failed at {stage}: {msg}"));
-            r.fail(stage, msg);
-        }
-        r.seconds = start.elapsed().as_secs_f64();
-        ctx.runner.log.flush(label);
-        r
-    })
+    // Longest first: images with more platforms (emulated ones are the slow part) start first,
+    // so the longest image does not begin last. Results come back in catalog order.
+    let mut order: Vec<usize> = (0..images.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(images[i].platforms.len()));
+    let mut results: Vec<Option<ImageResult>> = (0..images.len()).map(|_| None).collect();
+    let done = runner::parallel(&order, jobs, |&i| run_image(ctx, &images[i], command));
+    for (i, r) in order.into_iter().zip(done) {
+        results[i] = Some(r);
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every image ran"))
+        .collect()
+}
+
+fn run_image(ctx: &Ctx, image: &Image, command: Command) -> ImageResult {
+    let start = Instant::now();
+    let mut r = ImageResult::new(image);
+    let label = image.name.as_str();
+    let outcome = match command {
+        Command::Build => build(ctx, image, &mut r),
+        Command::Scan { gate } => scan(ctx, image, gate, &mut r),
+        Command::Patch => patch(ctx, image, &mut r),
+        Command::Publish => publish(ctx, image, &mut r),
+    };
+    if let Err(e) = outcome {
+        let (stage, msg) = describe(&e, default_stage(command));
+        ctx.runner
+            .log
+            .line(label, &format!("✗ failed at {stage}: {msg}"));
+        r.fail(stage, msg);
+    }
+    r.seconds = start.elapsed().as_secs_f64();
+    ctx.runner.log.flush(label);
+    r
 }
 
 fn default_stage(command: Command) -> Stage {
@@ -282,6 +296,18 @@ fn patch_inner(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         return Ok(());
     }
 
+    if ctx.cat.mode == Mode::Local && image.platforms.len() > 1 {
+        // Copa v0.14 reads a local image through `docker save` (one platform) and then looks for
+        // the index in the registry: a local multi-platform image cannot be patched.
+        return Err(anyhow::anyhow!(
+            "{} is a local multi-platform image ({}); Copa patches multi-platform images from a \
+             registry: build with --push (OUTPUT_TYPE=type=registry) and patch the published \
+             reference, or patch one platform (TARGET_ARCH=amd64)",
+            image.reference,
+            image.platforms.join(", ")
+        ))
+        .at(Stage::Patch);
+    }
     let key = cache::patch_key(ctx.cat, &r.platforms);
     let cached = ctx.use_cache && cache::patch_hit(ctx, image, &key, &to_patch, r);
     if !cached {
