@@ -209,6 +209,14 @@ fn scan_all(
             ctx.runner
                 .run(&l, &plan::sarif(ctx.cat, image, p, ctx.layout))
                 .at(Stage::Scan)?;
+            let sarif = ctx.layout.sarif(&image.name, p);
+            let category = format!("trivy-{}-{}", image.name, plan::slug(p));
+            std::fs::read_to_string(&sarif)
+                .map_err(anyhow::Error::from)
+                .and_then(|t| trivy::categorize_sarif(&t, &category))
+                .and_then(|t| runner::write_atomic(&sarif, t.as_bytes()))
+                .with_context(|| format!("cannot set the code-scanning category of {sarif}"))
+                .at(Stage::Scan)?;
         }
         let before = report.fixable_os();
         ctx.runner.log.line(

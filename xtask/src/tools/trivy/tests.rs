@@ -154,3 +154,13 @@ fn thousands_of_findings() {
 }
 
 use camino::Utf8PathBuf;
+
+#[test]
+fn sarif_gets_one_category_per_image_and_platform() {
+    let sarif = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"Trivy"}},"results":[]}]}"#;
+    let out = categorize_sarif(sarif, "trivy-hub-agent-linux-arm64").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["runs"][0]["automationDetails"]["id"], "trivy-hub-agent-linux-arm64/");
+    assert_eq!(v["runs"][0]["tool"]["driver"]["name"], "Trivy");
+    assert!(categorize_sarif("{}", "x").is_err());
+}
