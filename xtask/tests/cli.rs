@@ -408,3 +408,49 @@ fn which(p: &str) -> Option<PathBuf> {
         .map(|d| Path::new(d).join(p))
         .find(|p| p.is_file())
 }
+
+/// ACR login runs `az acr login --name <registry>`. `az` is the one tool that cannot run here
+/// (no Azure): this test puts a STAND-IN `az` on PATH that records its arguments.
+#[test]
+fn acr_login_calls_az_with_the_registry_name() {
+    let d = tmpdir("az");
+    let log = d.join("az-args");
+    let stand_in = d.join("az");
+    std::fs::write(
+        &stand_in,
+        format!(
+            "#!/bin/sh\n# stand-in for the Azure CLI\necho \"$@\" > {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .args(["+x", stand_in.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let path = format!("{}:{}", d.display(), std::env::var("PATH").unwrap());
+    let o = xtask(
+        &["--catalog", &fixture_catalog(), "login"],
+        &[
+            ("REGISTRY", "fleet.azurecr.io"),
+            ("TAG", "t"),
+            ("PATH", &path),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().trim(),
+        "acr login --name fleet"
+    );
+    // docker login without a token is a configuration error, before anything runs
+    let o = xtask(
+        &["--catalog", &fixture_catalog(), "login"],
+        &[
+            ("REGISTRY", "ghcr.io"),
+            ("REGISTRY_USERNAME", "bot"),
+            ("TAG", "t"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("REGISTRY_PASSWORD"), "{}", text(&o));
+}

@@ -82,10 +82,16 @@ pub fn to_sarif(cat: &Catalog, report: &Utf8Path, sarif: &Utf8Path) -> Cmd {
 /// one upload of many files keeps one category per image and platform.
 pub fn categorize_sarif(text: &str, category: &str) -> Result<String> {
     let mut v: serde_json::Value = serde_json::from_str(text).context("not a SARIF file")?;
-    let runs = v.get_mut("runs").and_then(|r| r.as_array_mut()).context("SARIF without runs")?;
+    let runs = v
+        .get_mut("runs")
+        .and_then(|r| r.as_array_mut())
+        .context("SARIF without runs")?;
     for run in runs {
         if let Some(run) = run.as_object_mut() {
-            run.insert("automationDetails".into(), serde_json::json!({ "id": format!("{category}/") }));
+            run.insert(
+                "automationDetails".into(),
+                serde_json::json!({ "id": format!("{category}/") }),
+            );
         }
     }
     Ok(serde_json::to_string(&v)?)

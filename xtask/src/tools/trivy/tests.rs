@@ -133,8 +133,8 @@ fn read_report_names_the_file() {
 }
 
 #[test]
-fn thousands_of_findings() {
-    let vulns: Vec<String> = (0..20_000)
+fn a_50_mb_report_with_thousands_of_findings() {
+    let vulns: Vec<String> = (0..250_000)
         .map(|i| {
             vuln(
                 &format!("CVE-{i}"),
@@ -144,13 +144,20 @@ fn thousands_of_findings() {
             )
         })
         .collect();
+    // Trivy's Description fields make real reports this heavy
+    let padding = "x".repeat(80);
+    let vulns: Vec<String> = vulns
+        .into_iter()
+        .map(|v| v.replacen('{', &format!(r#"{{"Description":"{padding}","#), 1))
+        .collect();
     let text = report(&format!(
         r#"[{{"Class":"os-pkgs","Vulnerabilities":[{}]}}]"#,
         vulns.join(",")
     ));
+    assert!(text.len() > 50_000_000, "{} bytes", text.len());
     let c = parse_report(&text).unwrap().fixable_os();
-    assert_eq!(c.total, 20_000);
-    assert_eq!(c.get("LOW"), 4_000);
+    assert_eq!(c.total, 250_000);
+    assert_eq!(c.get("LOW"), 50_000);
 }
 
 use camino::Utf8PathBuf;
@@ -160,7 +167,10 @@ fn sarif_gets_one_category_per_image_and_platform() {
     let sarif = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"Trivy"}},"results":[]}]}"#;
     let out = categorize_sarif(sarif, "trivy-hub-agent-linux-arm64").unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["runs"][0]["automationDetails"]["id"], "trivy-hub-agent-linux-arm64/");
+    assert_eq!(
+        v["runs"][0]["automationDetails"]["id"],
+        "trivy-hub-agent-linux-arm64/"
+    );
     assert_eq!(v["runs"][0]["tool"]["driver"]["name"], "Trivy");
     assert!(categorize_sarif("{}", "x").is_err());
 }
