@@ -200,7 +200,7 @@ fn a_registry_token_never_appears_in_output_or_files() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(!text(&o).contains(token));
-    for f in walk(&d) {
+    for f in common::walk(&d) {
         let bytes = std::fs::read(&f).unwrap();
         assert!(
             !String::from_utf8_lossy(&bytes).contains(token),
@@ -214,19 +214,6 @@ fn a_registry_token_never_appears_in_output_or_files() {
         &[("REGISTRY", "fleet.azurecr.io"), ("TAG", "t")],
     );
     assert_eq!(text(&o).trim(), "az acr login --name fleet");
-}
-
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(d).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

@@ -61,7 +61,7 @@ impl Case<'_> {
             }
             c
         };
-        let run = |args: &[&str]| run_cmd(&self.s, with_tools(args), args);
+        let run = |args: &[&str]| self.s.run(with_tools(args), args);
         (run(&["patch"]), run(&["publish"]))
     }
 
@@ -141,34 +141,6 @@ impl Case<'_> {
             .is_some());
         self.assert_originals();
     }
-}
-
-fn run_cmd(s: &Session, mut c: std::process::Command, args: &[&str]) -> Run {
-    let json = c
-        .get_args()
-        .skip_while(|a| *a != "--json")
-        .nth(1)
-        .map(std::path::PathBuf::from)
-        .unwrap();
-    let o = c.output().unwrap();
-    let r = Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into(),
-        stderr: String::from_utf8_lossy(&o.stderr).into(),
-        json: std::fs::read_to_string(&json)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default(),
-    };
-    eprintln!(
-        "=== {} xtask {} → {}\n{}\n{}",
-        s.tag,
-        args.join(" "),
-        r.code,
-        common::tail(&r.stderr, 40),
-        r.stdout
-    );
-    r
 }
 
 #[test]
@@ -337,7 +309,7 @@ fn copa_missing_from_path() {
     let mut cmd = c.s.command(&["patch"]);
     cmd.env("XTASK_TOOLS_DIR", &only_trivy)
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    let p = run_cmd(&c.s, cmd, &["patch"]);
+    let p = c.s.run(cmd, &["patch"]);
     assert_eq!(p.code, 1);
     let f = &p.image("vuln")["failure"];
     assert_eq!(f["stage"], "patch");
@@ -501,7 +473,7 @@ fn sigint_stops_children_and_the_next_run_resumes() {
         .output()
         .unwrap();
     assert!(left.stdout.is_empty(), "orphaned children remain");
-    let partials = walk(&c.s.out)
+    let partials = common::walk(&c.s.out)
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".partial"))
         .collect::<Vec<_>>();
@@ -550,17 +522,4 @@ fn send_signal(pid: i32, sig: i32) {
         .arg(pid.to_string())
         .status()
         .unwrap();
-}
-
-fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

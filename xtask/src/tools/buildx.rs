@@ -189,10 +189,19 @@ pub fn parse_manifest(text: &str) -> Result<Manifest> {
         .into_iter()
         .filter_map(|e| {
             let p = e.platform?;
+            let word = |w: &str| {
+                !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            };
             if p.os == "unknown"
                 || p.architecture == "unknown"
-                || p.os.is_empty()
-                || p.architecture.is_empty()
+                || !word(&p.os)
+                || !word(&p.architecture)
+            {
+                return None;
+            }
+            if p.variant
+                .as_deref()
+                .is_some_and(|v| !v.is_empty() && !word(v))
             {
                 return None;
             }
@@ -238,6 +247,21 @@ mod tests {
         let m = parse_manifest(r#"{"schemaVersion":2,"digest":"sha256:bb","size":3}"#).unwrap();
         assert!(m.platforms.is_empty());
         assert!(parse_manifest("ERROR: not found").is_err());
+    }
+
+    /// Found by the fuzzer: malformed platform entries are not platforms.
+    #[test]
+    fn malformed_platforms_are_skipped() {
+        for p in [
+            r#"{"os":"unknownunknown"}"#,
+            r#"{"os":"/inux","architecture":"amd64"}"#,
+            r#"{"os":"linux","architecture":"arm 64"}"#,
+        ] {
+            let text = format!(
+                r#"{{"digest":"sha256:a","manifests":[{{"digest":"sha256:b","platform":{p}}}]}}"#
+            );
+            assert!(parse_manifest(&text).unwrap().platforms.is_empty(), "{p}");
+        }
     }
 
     #[test]

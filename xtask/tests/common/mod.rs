@@ -169,7 +169,11 @@ impl<'a> Session<'a> {
 
     /// Run `xtask ARGS`; the JSON result file is parsed (Null if it was not written).
     pub fn xtask(&self, args: &[&str]) -> Run {
-        let mut c = self.command(args);
+        self.run(self.command(args), args)
+    }
+
+    /// Run a command made by `command` (after adjusting it), like `xtask`.
+    pub fn run(&self, mut c: Command, args: &[&str]) -> Run {
         let json_path = c
             .get_args()
             .skip_while(|a| *a != "--json")
@@ -187,7 +191,8 @@ impl<'a> Session<'a> {
                 .unwrap_or_default(),
         };
         eprintln!(
-            "=== xtask {} → exit {}\n{}\n{}",
+            "=== {} xtask {} → exit {}\n{}\n{}",
+            self.tag,
             args.join(" "),
             run.code,
             tail(&run.stderr, 60),
@@ -328,4 +333,18 @@ pub fn fault_tools(env: &Env, name: &str, faults: &[(&str, &str, &str)]) -> Path
             .unwrap();
     }
     dir
+}
+
+/// Every file below `d`.
+pub fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
