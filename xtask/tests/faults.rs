@@ -523,3 +523,54 @@ fn send_signal(pid: i32, sig: i32) {
         .status()
         .unwrap();
 }
+
+/// The original is rebuilt between `patch` and `publish`: the patched image belongs to the old
+/// original, so it is not published.
+#[test]
+fn an_original_rebuilt_after_patch_is_not_published_patched() {
+    let Some(env) = common::env() else { return };
+    let mut c = setup(&env, "frebuilt", "", "vuln.Dockerfile");
+    c.build_all();
+    c.s.ok(&["patch"]);
+    // rebuild the victim from a different Dockerfile under the same name and tag
+    let changed =
+        std::env::temp_dir().join(format!("xtask-changed-{}.Dockerfile", std::process::id()));
+    let original =
+        std::fs::read_to_string(common::repo().join("e2e/fixtures/context/vuln.Dockerfile"))
+            .unwrap();
+    std::fs::write(&changed, format!("{original}\nLABEL rebuilt=yes\n")).unwrap();
+    let other = common::catalog(
+        "frebuilt-2",
+        "",
+        &[(VICTIM, changed.to_str().unwrap(), &["linux/amd64"])],
+    );
+    let mut rebuild = c.s.command(&["build"]);
+    let args: Vec<std::ffi::OsString> = rebuild.get_args().map(|a| a.to_owned()).collect();
+    let catalog_at = args.iter().position(|a| a == "--catalog").unwrap() + 1;
+    let mut fixed: Vec<std::ffi::OsString> = args.clone();
+    fixed[catalog_at] = other.clone().into_os_string();
+    rebuild = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+    rebuild
+        .args(&fixed)
+        .envs(&c.s.env.vars)
+        .env("REGISTRY", &c.s.env.registry)
+        .env("TAG", &c.s.tag)
+        .env("OUTPUT_TYPE", "type=registry");
+    assert!(rebuild.status().unwrap().success());
+    let pu = c.s.xtask(&["publish"]);
+    assert_eq!(pu.code, 1);
+    let f = &pu.image(VICTIM)["failure"];
+    assert_eq!(f["stage"], "publish");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed since `cargo xtask patch`"),
+        "{f}"
+    );
+    assert_eq!(pu.action("vuln"), "published", "the others still publish");
+    assert!(c
+        .s
+        .remote(&format!("{}-patched", c.s.reference(VICTIM)))
+        .is_none());
+}

@@ -133,7 +133,12 @@ fn build(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
 
 /// The digest of each platform of the original image: the cache key's anchor.
 fn platform_digests(ctx: &Ctx, image: &Image) -> Result<Vec<(String, String)>> {
-    let cmd = match ctx.cat.mode {
+    digests_in(ctx, image, ctx.cat.mode)
+}
+
+/// Per-platform digests of the original, from the local engine or from the registry.
+fn digests_in(ctx: &Ctx, image: &Image, mode: Mode) -> Result<Vec<(String, String)>> {
+    let cmd = match mode {
         Mode::Registry => buildx::inspect(ctx.cat, &image.reference),
         Mode::Local => crate::tools::registry::local_id(ctx.cat, &image.reference),
     };
@@ -145,7 +150,7 @@ fn platform_digests(ctx: &Ctx, image: &Image) -> Result<Vec<(String, String)>> {
             out.tail(3)
         );
     }
-    match ctx.cat.mode {
+    match mode {
         Mode::Registry => {
             let m = buildx::parse_manifest(&out.stdout)?;
             if m.platforms.is_empty() {
@@ -501,16 +506,32 @@ fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         r.action = Action::Published;
         return Ok(());
     }
+    // The patched image must still belong to the original that is there now.
+    let now = platform_digests(ctx, image).at(Stage::Publish)?;
+    for p in &patched.platforms {
+        let current = now.iter().find(|(q, _)| *q == p.platform).map(|(_, d)| d);
+        if p.patched_image.is_some() && current != p.digest.as_ref() {
+            return Err(anyhow::anyhow!(
+                "{} {} changed since `cargo xtask patch` (was {}, now {}): run patch again",
+                image.reference,
+                p.platform,
+                p.digest.as_deref().unwrap_or("-"),
+                current.map_or("missing", |d| d.as_str())
+            ))
+            .at(Stage::Publish);
+        }
+    }
     let done: Vec<String> = patched
         .platforms
         .iter()
         .filter(|p| p.patched_image.is_some())
         .map(|p| p.platform.clone())
         .collect();
-    let digests = if image.platforms.len() > 1 {
-        platform_digests_registry(ctx, image).at(Stage::Publish)?
-    } else {
-        Vec::new()
+    // The index keeps unpatched platforms by their registry digest.
+    let digests = match (image.platforms.len() > 1, ctx.cat.mode) {
+        (false, _) => Vec::new(),
+        (true, Mode::Registry) => now,
+        (true, Mode::Local) => digests_in(ctx, image, Mode::Registry).at(Stage::Publish)?,
     };
     let key = cache::publish_key(&patched);
     let already = ctx.use_cache && cache::published(ctx, image, &key);
@@ -531,17 +552,6 @@ fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
     r.action = Action::Published;
     r.patched_reference = Some(image.patched_reference(&cat.patch.suffix));
     Ok(())
-}
-
-fn platform_digests_registry(ctx: &Ctx, image: &Image) -> Result<Vec<(String, String)>> {
-    let out = ctx
-        .runner
-        .run(&image.name, &buildx::inspect(ctx.cat, &image.reference))?;
-    let m = buildx::parse_manifest(&out.stdout)?;
-    Ok(m.platforms
-        .into_iter()
-        .map(|(p, d)| (p.trim_end_matches("/v8").to_string(), d))
-        .collect())
 }
 
 #[cfg(test)]
