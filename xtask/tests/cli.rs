@@ -441,3 +441,57 @@ fn acr_login_calls_az_with_the_registry_name() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("REGISTRY_PASSWORD"), "{}", text(&o));
 }
+
+/// Under GitHub Actions: each image's lines in one `::group::`, `::error::` annotations (summary
+/// first), and the table appended to $GITHUB_STEP_SUMMARY.
+#[test]
+fn github_actions_output() {
+    let d = tmpdir("gha");
+    let summary = d.join("summary.md");
+    std::fs::write(&summary, "earlier step\n").unwrap();
+    let o = xtask(
+        &[
+            "--catalog",
+            &fixture_catalog(),
+            "--out",
+            d.to_str().unwrap(),
+            "scan",
+            "vuln",
+            "clean",
+        ],
+        &[
+            ("TAG", "t"),
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+            ("PATH", "/nonexistent"),
+            ("XTASK_TOOLS_DIR", "/nonexistent"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for image in ["vuln", "clean"] {
+        let start = err
+            .find(&format!("::group::{image}\n"))
+            .unwrap_or_else(|| panic!("no group for {image}:\n{err}"));
+        let end = err[start..].find("::endgroup::").expect("group closed");
+        assert!(
+            err[start..start + end].contains(&format!("[{image}] ✗ failed at scan")),
+            "{err}"
+        );
+    }
+    assert!(
+        out.contains("::error title=cargo xtask scan::2 image(s) failed: vuln, clean"),
+        "{out}"
+    );
+    assert!(out.contains("::error title=vuln failed at scan::"), "{out}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.starts_with("earlier step\n### cargo xtask scan: 2 image(s) failed"),
+        "appended, not replaced:\n{md}"
+    );
+    assert!(
+        md.contains("<details><summary>vuln failed at scan</summary>"),
+        "{md}"
+    );
+}
