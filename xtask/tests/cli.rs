@@ -324,22 +324,23 @@ fn tools_install_verifies_checksums() {
     };
     let mirror = format!("http://127.0.0.1:{port}");
     let bin = d.join("bin");
-
-    // a wrong checksum: refused, nothing installed, no download left behind
-    let wrong = "0".repeat(64);
-    let o = xtask(
-        &[
+    let install = |catalog: PathBuf| {
+        let args = [
             "--catalog",
-            catalog(&wrong).to_str().unwrap(),
+            catalog.to_str().unwrap(),
             "tools",
             "install",
             "--mirror",
             &mirror,
             "--dir",
             bin.to_str().unwrap(),
-        ],
-        &[("TAG", "t")],
-    );
+        ];
+        xtask(&args, &[("TAG", "t")])
+    };
+
+    // a wrong checksum: refused, nothing installed, no download left behind
+    let wrong = "0".repeat(64);
+    let o = install(catalog(&wrong));
     let t = text(&o);
     assert_ne!(o.status.code(), Some(0), "{t}");
     assert!(
@@ -359,19 +360,7 @@ fn tools_install_verifies_checksums() {
     assert!(left.is_empty(), "left behind: {left:?}");
 
     // the right checksums: both installed and runnable
-    let o = xtask(
-        &[
-            "--catalog",
-            catalog(&sums[0]).to_str().unwrap(),
-            "tools",
-            "install",
-            "--mirror",
-            &mirror,
-            "--dir",
-            bin.to_str().unwrap(),
-        ],
-        &[("TAG", "t")],
-    );
+    let o = install(catalog(&sums[0]));
     assert!(o.status.success(), "{}", text(&o));
     let v = Command::new(bin.join("trivy")).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "Version: 0.76.0");
