@@ -113,6 +113,22 @@ fn local_build_scan_patch_rescan_and_cache() {
         "warm run called a tool:\n{err}"
     );
 
+    // publish from the local engine: originals and the patched image; again: nothing pushed
+    let pu = s.ok(&["publish", "vuln", "clean"]);
+    assert_eq!(
+        pu.stderr.matches("$ docker push").count(),
+        3,
+        "vuln, clean, vuln-patched:\n{}",
+        pu.stderr
+    );
+    assert!(s.remote(&patched).is_some() && s.remote(&s.reference("clean")).is_some());
+    let again = s.ok(&["publish", "vuln", "clean"]);
+    assert!(
+        !again.stderr.contains("$ docker push"),
+        "re-publish pushed:\n{}",
+        again.stderr
+    );
+
     // a local multi-platform image: a clear error before Copa (it patches those from a registry)
     s.ok(&["build", "multi"]);
     let m = s.xtask(&["patch", "multi"]);

@@ -172,9 +172,10 @@ pub fn publish_key(patched: &ImageResult) -> String {
     hash(&refs)
 }
 
-/// Published before with the same inputs, and the registry still has the patched tag.
-pub fn published(ctx: &Ctx, image: &Image, key: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(entry(ctx, "published", &image.name)) else {
+/// `target` was pushed before from the same inputs (`key`), and the registry still has it with
+/// the digest recorded then: pushing again would change nothing.
+pub fn pushed(ctx: &Ctx, image: &Image, target: &str, key: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(pushed_entry(ctx, target)) else {
         return false;
     };
     let mut lines = text.lines();
@@ -184,28 +185,29 @@ pub fn published(ctx: &Ctx, image: &Image, key: &str) -> bool {
     let Some(digest) = lines.next() else {
         return false;
     };
-    let target = image.patched_reference(&ctx.cat.patch.suffix);
-    match ctx
-        .runner
-        .run_unchecked(&image.name, &buildx::inspect(ctx.cat, &target))
-    {
-        Ok(o) if o.success() => buildx::parse_manifest(&o.stdout).is_ok_and(|m| m.digest == digest),
-        _ => false,
+    registry_digest(ctx, image, target).is_some_and(|d| d == digest)
+}
+
+/// Record what `target` holds after a push from `key`.
+pub fn mark_pushed(ctx: &Ctx, image: &Image, target: &str, key: &str) {
+    if let Some(digest) = registry_digest(ctx, image, target) {
+        let _ = runner::write_atomic(
+            &pushed_entry(ctx, target),
+            format!("{key}\n{digest}\n").as_bytes(),
+        );
     }
 }
 
-pub fn mark_published(ctx: &Ctx, image: &Image, key: &str) {
-    let target = image.patched_reference(&ctx.cat.patch.suffix);
-    let Ok(o) = ctx
+fn pushed_entry(ctx: &Ctx, target: &str) -> Utf8PathBuf {
+    entry(ctx, "pushed", &hash(&[target]))
+}
+
+fn registry_digest(ctx: &Ctx, image: &Image, target: &str) -> Option<String> {
+    let o = ctx
         .runner
-        .run_unchecked(&image.name, &buildx::inspect(ctx.cat, &target))
-    else {
-        return;
-    };
-    if let Ok(m) = buildx::parse_manifest(&o.stdout) {
-        let _ = runner::write_atomic(
-            &entry(ctx, "published", &image.name),
-            format!("{key}\n{}\n", m.digest).as_bytes(),
-        );
-    }
+        .run_unchecked(&image.name, &buildx::inspect(ctx.cat, target))
+        .ok()?;
+    o.success()
+        .then(|| buildx::parse_manifest(&o.stdout).ok().map(|m| m.digest))
+        .flatten()
 }

@@ -471,12 +471,26 @@ fn rescan_and_gate(ctx: &Ctx, image: &Image, p: &str, r: &mut ImageResult) -> Re
 fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
     let cat = ctx.cat;
     if cat.mode == Mode::Local {
-        ctx.runner
-            .run(
-                &image.name,
-                &crate::tools::registry::push(cat, &image.reference),
-            )
-            .at(Stage::Publish)?;
+        // The original from the local engine; skipped when the registry already has this build.
+        let key = platform_digests(ctx, image)
+            .at(Stage::Publish)?
+            .iter()
+            .map(|(p, d)| format!("{p}={d}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if ctx.use_cache && cache::pushed(ctx, image, &image.reference, &key) {
+            ctx.runner
+                .log
+                .line(&image.name, "original already in the registry: no push");
+        } else {
+            ctx.runner
+                .run(
+                    &image.name,
+                    &crate::tools::registry::push(cat, &image.reference),
+                )
+                .at(Stage::Publish)?;
+            cache::mark_pushed(ctx, image, &image.reference, &key);
+        }
     }
     let state = ctx.layout.state(&image.name);
     let patched: Option<ImageResult> = std::fs::read_to_string(&state)
@@ -534,7 +548,8 @@ fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         (true, Mode::Local) => digests_in(ctx, image, Mode::Registry).at(Stage::Publish)?,
     };
     let key = cache::publish_key(&patched);
-    let already = ctx.use_cache && cache::published(ctx, image, &key);
+    let target = image.patched_reference(&cat.patch.suffix);
+    let already = ctx.use_cache && cache::pushed(ctx, image, &target, &key);
     for p in &mut r.platforms {
         p.cached = already;
     }
@@ -547,7 +562,7 @@ fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         for cmd in plan::publish_patched(cat, image, &done, &digests) {
             ctx.runner.run(&image.name, &cmd).at(Stage::Publish)?;
         }
-        cache::mark_published(ctx, image, &key);
+        cache::mark_pushed(ctx, image, &target, &key);
     }
     r.action = Action::Published;
     r.patched_reference = Some(image.patched_reference(&cat.patch.suffix));

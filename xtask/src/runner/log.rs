@@ -104,6 +104,20 @@ impl Log {
     }
 }
 
+/// Lines still held at the end (commands outside the pipeline: login, tools install) are not lost.
+impl Drop for Log {
+    fn drop(&mut self) {
+        let images: Vec<String> = self
+            .held
+            .lock()
+            .map(|h| h.keys().cloned().collect())
+            .unwrap_or_default();
+        for image in images {
+            self.flush(&image);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
