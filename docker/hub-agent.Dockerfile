@@ -1,7 +1,6 @@
-# hub-agent: Fleet's cmd/hubagent, built from the named build context `fleet` (the Fleet repository at
-# the tag pinned in docker/images.toml, or a local checkout). Builder and runtime images are
-# build args so a mirror can replace them.
-ARG BUILDER_IMAGE=mcr.microsoft.com/oss/go/microsoft/golang:1.24.4
+# hub-agent: Fleet's cmd/hubagent. Fleet's source is the named build context `fleet`: its git
+# repository at the tag pinned in docker/images.toml (`--build-context fleet=DIR` overrides).
+ARG BUILDER_IMAGE=mcr.microsoft.com/oss/go/microsoft/golang:1.26.4
 ARG BASE_IMAGE=mcr.microsoft.com/azurelinux/distroless/base:3.0
 
 FROM ${BUILDER_IMAGE} AS builder
@@ -11,11 +10,10 @@ RUN go mod download
 COPY --from=fleet cmd/hubagent/ cmd/hubagent/
 COPY --from=fleet apis/ apis/
 COPY --from=fleet pkg/ pkg/
-# One-platform builds get GOOS/GOARCH from xtask (as Fleet's Makefile passes them); multi-platform
-# builds take BuildKit's TARGETOS/TARGETARCH for each platform.
-ARG TARGETOS
+# cgo: no cross-compiling, the builder runs on the target platform. One-platform builds get
+# GOOS/GOARCH as build args (as in Fleet's Makefile); multi-platform builds use TARGETARCH.
 ARG TARGETARCH
-ARG GOOS=${TARGETOS}
+ARG GOOS=linux
 ARG GOARCH=${TARGETARCH}
 RUN CGO_ENABLED=1 GOEXPERIMENT=systemcrypto GOOS=${GOOS} GOARCH=${GOARCH} \
     go build -o hubagent ./cmd/hubagent

@@ -1,24 +1,21 @@
-# refresh-token: Fleet's cmd/refreshtoken, built from the named build context `fleet` (the Fleet repository at
-# the tag pinned in docker/images.toml, or a local checkout). Builder and runtime images are
-# build args so a mirror can replace them.
-ARG BUILDER_IMAGE=mcr.microsoft.com/oss/go/microsoft/golang:1.24.4
+# refresh-token: Fleet's cmd/authtoken. Fleet's source is the named build context `fleet`: its git
+# repository at the tag pinned in docker/images.toml (`--build-context fleet=DIR` overrides).
+ARG BUILDER_IMAGE=mcr.microsoft.com/oss/go/microsoft/golang:1.26.4
 ARG BASE_IMAGE=mcr.microsoft.com/azurelinux/distroless/base:3.0
 
 FROM ${BUILDER_IMAGE} AS builder
 WORKDIR /workspace
 COPY --from=fleet go.mod go.sum ./
 RUN go mod download
-COPY --from=fleet cmd/refreshtoken/ cmd/refreshtoken/
-COPY --from=fleet apis/ apis/
+COPY --from=fleet cmd/authtoken/ cmd/authtoken/
 COPY --from=fleet pkg/ pkg/
-# One-platform builds get GOOS/GOARCH from xtask (as Fleet's Makefile passes them); multi-platform
-# builds take BuildKit's TARGETOS/TARGETARCH for each platform.
-ARG TARGETOS
+# cgo: no cross-compiling, the builder runs on the target platform. One-platform builds get
+# GOOS/GOARCH as build args (as in Fleet's Makefile); multi-platform builds use TARGETARCH.
 ARG TARGETARCH
-ARG GOOS=${TARGETOS}
+ARG GOOS=linux
 ARG GOARCH=${TARGETARCH}
 RUN CGO_ENABLED=1 GOEXPERIMENT=systemcrypto GOOS=${GOOS} GOARCH=${GOARCH} \
-    go build -o refreshtoken ./cmd/refreshtoken
+    go build -o refreshtoken ./cmd/authtoken
 
 FROM ${BASE_IMAGE}
 WORKDIR /

@@ -209,6 +209,21 @@ fn scan_all(
                 .at(Stage::Scan)?;
         }
         let report = trivy::read_report(&report_path).at(Stage::Scan)?;
+        if let Some(got) = report
+            .platform
+            .as_deref()
+            .filter(|got| !trivy::same_platform(got, p))
+        {
+            // Trivy reads a local image through `docker save`, which yields one platform.
+            let _ = std::fs::remove_file(&report_path);
+            return Err(anyhow::anyhow!(
+                "Trivy scanned {got} instead of {p} of {}: a local multi-platform image is scanned \
+                 (and patched) per platform only from a registry: build with --push \
+                 (OUTPUT_TYPE=type=registry), or select one platform with TARGET_ARCH",
+                image.reference
+            ))
+            .at(Stage::Scan);
+        }
         if !cached {
             cache::store(ctx, "scan", &key, &report_path);
             ctx.runner

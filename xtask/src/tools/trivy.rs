@@ -332,6 +332,12 @@ pub fn parse_report(text: &str) -> Result<Report> {
     })
 }
 
+/// `linux/arm64` and `linux/arm64/v8` are the same platform.
+pub fn same_platform(a: &str, b: &str) -> bool {
+    let norm = |p: &str| p.trim_end_matches("/v8").to_string();
+    norm(a) == norm(b)
+}
+
 pub fn read_report(path: &Utf8Path) -> Result<Report> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read Trivy report {path}"))?;

@@ -174,3 +174,9 @@ fn sarif_gets_one_category_per_image_and_platform() {
     assert_eq!(v["runs"][0]["tool"]["driver"]["name"], "Trivy");
     assert!(categorize_sarif("{}", "x").is_err());
 }
+
+#[test]
+fn platforms_compare_without_the_arm64_variant() {
+    assert!(same_platform("linux/arm64", "linux/arm64/v8"));
+    assert!(!same_platform("linux/amd64", "linux/arm64"));
+}
