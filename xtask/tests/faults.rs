@@ -17,6 +17,17 @@ struct Case<'a> {
 
 /// Build (push) the healthy images and the victim (a second vulnerable image).
 fn setup<'a>(env: &'a Env, name: &str, extra: &str, victim_dockerfile: &str) -> Case<'a> {
+    setup_with(env, name, extra, victim_dockerfile, "")
+}
+
+/// `setup`, with extra catalog keys for the victim's [[image]] entry.
+fn setup_with<'a>(
+    env: &'a Env,
+    name: &str,
+    extra: &str,
+    victim_dockerfile: &str,
+    victim_keys: &str,
+) -> Case<'a> {
     let cat = common::catalog(
         name,
         extra,
@@ -26,6 +37,15 @@ fn setup<'a>(env: &'a Env, name: &str, extra: &str, victim_dockerfile: &str) -> 
             (VICTIM, victim_dockerfile, &["linux/amd64"]),
         ],
     );
+    let text = std::fs::read_to_string(&cat).unwrap();
+    std::fs::write(
+        &cat,
+        text.replace(
+            &format!("name = \"{VICTIM}\"\n"),
+            &format!("name = \"{VICTIM}\"\n{victim_keys}\n"),
+        ),
+    )
+    .unwrap();
     let env = Box::leak(Box::new(Env {
         vars: env.vars.clone(),
         registry: env.registry.clone(),
@@ -573,4 +593,43 @@ fn an_original_rebuilt_after_patch_is_not_published_patched() {
         .s
         .remote(&format!("{}-patched", c.s.reference(VICTIM)))
         .is_none());
+}
+
+/// A patched image that does not pass its smoke run is not published; with `smoke_compare` the
+/// patched image only has to exit like the original.
+#[test]
+fn a_patched_image_that_fails_its_smoke_run() {
+    let Some(env) = common::env() else { return };
+    let mut c = setup_with(
+        &env,
+        "fsmoke",
+        "",
+        "vuln.Dockerfile",
+        "smoke = [\"--exit\", \"3\"]",
+    );
+    c.build_all();
+    let p = c.s.xtask(&["patch"]);
+    let pu = c.s.xtask(&["publish"]);
+    c.assert_contained(&p, &pu, "smoke", "exit code 3");
+
+    let mut c = setup_with(
+        &env,
+        "fsmokecmp",
+        "",
+        "vuln.Dockerfile",
+        "smoke = [\"--exit\", \"3\"]\nsmoke_compare = true",
+    );
+    c.build_all();
+    let p = c.s.ok(&["patch"]);
+    assert_eq!(
+        p.action(VICTIM),
+        "patched",
+        "both exit 3: the patched image behaves like the original"
+    );
+    assert_eq!(
+        p.stderr.matches("--exit 3").count(),
+        4,
+        "original and patched smoke runs:\n{}",
+        p.stderr
+    );
 }

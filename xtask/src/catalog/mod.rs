@@ -221,6 +221,10 @@ pub struct ImageEntry {
     /// Arguments for the smoke run of a patched image (appended to its entrypoint).
     #[serde(default = "default_smoke")]
     pub smoke: Vec<String>,
+    /// Instead of requiring exit 0, require the patched image to exit like the original does
+    /// with the same arguments (for programs whose `--help` exits non-zero).
+    #[serde(default)]
+    pub smoke_compare: bool,
 }
 
 fn dot() -> String {
@@ -307,6 +311,7 @@ pub struct Image {
     pub build_args: BTreeMap<String, String>,
     pub platforms: Vec<String>,
     pub smoke: Vec<String>,
+    pub smoke_compare: bool,
 }
 
 impl Image {
@@ -571,6 +576,7 @@ fn resolve_image(
         build_args: e.build_args.clone(),
         platforms: Vec::new(),
         smoke: e.smoke.clone(),
+        smoke_compare: e.smoke_compare,
     })
 }
 

@@ -240,6 +240,7 @@ fn readme_reference_matches_the_catalog_struct() {
         build_args: BTreeMap::new(),
         platforms: Vec::new(),
         smoke: Vec::new(),
+        smoke_compare: false,
     });
     let v = serde_json::to_value(&file).unwrap();
     let mut keys = Vec::new();

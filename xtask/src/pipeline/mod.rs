@@ -350,10 +350,7 @@ fn patch_inner(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
             rescan_and_gate(ctx, image, p, r)?;
         }
         for p in &to_patch {
-            let l = label_of(image, p);
-            ctx.runner
-                .run(&l, &plan::smoke(ctx.cat, image, p))
-                .at(Stage::Smoke)?;
+            smoke(ctx, image, p).at(Stage::Smoke)?;
         }
         cache::patch_store(ctx, image, &key, &to_patch, r);
     }
@@ -430,6 +427,32 @@ fn label(ctx: &Ctx, image: &Image, p: &str, r: &mut ImageResult) -> Result<()> {
             &plan::relabel(ctx.cat, image, p, &labels, ctx.layout),
         )
         .at(Stage::Patch)?;
+    Ok(())
+}
+
+/// The patched image must still work: exit 0 with the catalog's smoke arguments, or, with
+/// `smoke_compare`, exit exactly as the original does.
+fn smoke(ctx: &Ctx, image: &Image, p: &str) -> Result<()> {
+    let l = label_of(image, p);
+    if !image.smoke_compare {
+        ctx.runner.run(&l, &plan::smoke(ctx.cat, image, p))?;
+        return Ok(());
+    }
+    let original = ctx
+        .runner
+        .run_unchecked(&l, &plan::smoke_original(ctx.cat, image, p))?;
+    let patched = ctx
+        .runner
+        .run_unchecked(&l, &plan::smoke(ctx.cat, image, p))?;
+    if patched.code != original.code {
+        anyhow::bail!(
+            "the patched image exits {:?} where the original exits {:?} (args {:?}):\n{}",
+            patched.code,
+            original.code,
+            image.smoke,
+            patched.tail(6)
+        );
+    }
     Ok(())
 }
 

@@ -223,6 +223,15 @@ pub fn smoke(cat: &Catalog, image: &Image, platform: &str) -> Cmd {
     )
 }
 
+/// The same smoke run on the original (`smoke_compare`); pulled if it is only in the registry.
+pub fn smoke_original(cat: &Catalog, image: &Image, platform: &str) -> Cmd {
+    let mut c = registry::smoke(cat, &image.reference, platform, &image.smoke);
+    if let Some(i) = c.args.iter().position(|a| a == "never") {
+        c.args[i] = "missing".into();
+    }
+    c
+}
+
 /// The sources of the patched multi-arch index: the patched per-platform images, and the
 /// original (by digest) for platforms that were not patched.
 pub fn index_sources(
@@ -320,11 +329,11 @@ pub fn image_plan(cat: &Catalog, image: &Image, command: Command, l: &Layout) ->
                 ));
             }
             for p in &image.platforms {
-                steps.push(step(
-                    Stage::Smoke,
-                    "for each patched platform that passed the gate",
-                    smoke(cat, image, p),
-                ));
+                let when = "for each patched platform that passed the gate";
+                if image.smoke_compare {
+                    steps.push(step(Stage::Smoke, when, smoke_original(cat, image, p)));
+                }
+                steps.push(step(Stage::Smoke, when, smoke(cat, image, p)));
             }
         }
         Command::Publish => {

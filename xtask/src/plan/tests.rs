@@ -230,6 +230,24 @@ fn patch_single_report_or_report_directory() {
 }
 
 #[test]
+fn smoke_compare_runs_the_original_first() {
+    let (mut c, l) = catalog(&[("TAG", "t1")], &Overrides::default());
+    c.images[0].smoke_compare = true;
+    let text = render(&c, &c.images[..1], Command::Patch, &l);
+    let runs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("docker run"))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "docker run --rm --pull missing --network none --platform linux/amd64 ghcr.io/one:t1 --version",
+            "docker run --rm --pull never --network none --platform linux/amd64 ghcr.io/one:t1-patched --version",
+        ]
+    );
+}
+
+#[test]
 fn patched_images_are_labelled_with_their_origin() {
     let (c, l) = catalog(&[("TAG", "t1")], &Overrides::default());
     let labels = patched_labels(&c, img(&c, "one"), "sha256:orig", "sha256:rep");
