@@ -178,12 +178,7 @@ fn digests_in(ctx: &Ctx, image: &Image, mode: Mode) -> Result<Vec<(String, Strin
 }
 
 /// Scan every platform of the original; fills `before` (and `gate`) per platform.
-fn scan_all(
-    ctx: &Ctx,
-    image: &Image,
-    gate: bool,
-    r: &mut ImageResult,
-) -> Result<Vec<(String, String)>> {
+fn scan_all(ctx: &Ctx, image: &Image, gate: bool, r: &mut ImageResult) -> Result<()> {
     let digests = platform_digests(ctx, image).at(Stage::Scan)?;
     for p in &image.platforms {
         let l = label_of(image, p);
@@ -255,7 +250,7 @@ fn scan_all(
         }
         pr.before = Some(before);
     }
-    Ok(digests)
+    Ok(())
 }
 
 fn scan(ctx: &Ctx, image: &Image, gate: bool, r: &mut ImageResult) -> Result<()> {
@@ -308,7 +303,7 @@ fn patch(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
 }
 
 fn patch_inner(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
-    let digests = scan_all(ctx, image, false, r)?;
+    scan_all(ctx, image, false, r)?;
     let to_patch: Vec<String> = r
         .platforms
         .iter()
@@ -354,7 +349,6 @@ fn patch_inner(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         }
         cache::patch_store(ctx, image, &key, &to_patch, r);
     }
-    let _ = digests;
     r.action = Action::Patched;
     r.patched_reference = Some(image.patched_reference(&ctx.cat.patch.suffix));
     Ok(())
