@@ -132,8 +132,9 @@ fn configuration_errors_exit_2_before_anything_runs() {
 #[test]
 fn a_missing_tool_fails_its_images_and_says_how_to_install_it() {
     let d = tmpdir("notools");
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
+    let none = d.join("none");
+    let o = xtask(
+        &[
             "--catalog",
             &fixture_catalog(),
             "--out",
@@ -141,12 +142,13 @@ fn a_missing_tool_fails_its_images_and_says_how_to_install_it() {
             "scan",
             "vuln",
             "clean",
-        ])
-        .env("TAG", "t")
-        .env("PATH", "/nonexistent")
-        .env("XTASK_TOOLS_DIR", d.join("none"))
-        .output()
-        .unwrap();
+        ],
+        &[
+            ("TAG", "t"),
+            ("PATH", "/nonexistent"),
+            ("XTASK_TOOLS_DIR", none.to_str().unwrap()),
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
     assert!(t.contains("docker is not installed"), "{t}");

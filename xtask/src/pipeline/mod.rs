@@ -502,10 +502,12 @@ fn rescan_and_gate(ctx: &Ctx, image: &Image, p: &str, r: &mut ImageResult) -> Re
 
 fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
     let cat = ctx.cat;
+    // The original's digests, read once: the local push key and the check below both use them.
+    let mut now = None;
     if cat.mode == Mode::Local {
         // The original from the local engine; skipped when the registry already has this build.
-        let key = platform_digests(ctx, image)
-            .at(Stage::Publish)?
+        let key = now
+            .insert(platform_digests(ctx, image).at(Stage::Publish)?)
             .iter()
             .map(|(p, d)| format!("{p}={d}"))
             .collect::<Vec<_>>()
@@ -553,7 +555,10 @@ fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         return Ok(());
     }
     // The patched image must still belong to the original that is there now.
-    let now = platform_digests(ctx, image).at(Stage::Publish)?;
+    let now = match now {
+        Some(n) => n,
+        None => platform_digests(ctx, image).at(Stage::Publish)?,
+    };
     for p in &patched.platforms {
         let current = now.iter().find(|(q, _)| *q == p.platform).map(|(_, d)| d);
         if p.patched_image.is_some() && current != p.digest.as_ref() {
@@ -597,7 +602,7 @@ fn publish(ctx: &Ctx, image: &Image, r: &mut ImageResult) -> Result<()> {
         cache::mark_pushed(ctx, image, &target, &key);
     }
     r.action = Action::Published;
-    r.patched_reference = Some(image.patched_reference(&cat.patch.suffix));
+    r.patched_reference = Some(target);
     Ok(())
 }
 
